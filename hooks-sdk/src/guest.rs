@@ -1,0 +1,109 @@
+//! The guest side of the contract: memory exchange and the host's log import.
+//! Everything here is called by code that [`export_hook!`](crate::export_hook)
+//! generates; hook authors never call it directly.
+
+use crate::wire::{Event, HookError, HookOutput, LogLevel};
+use crate::Decision;
+
+#[cfg(target_arch = "wasm32")]
+#[link(wasm_import_module = "tokenhook")]
+unsafe extern "C" {
+    #[link_name = "log"]
+    fn host_log(level: i32, ptr: *const u8, len: i32);
+}
+
+/// Send one line to the host's log for this call (in a native test, to
+/// [`crate::testing::take_logs`]).
+pub fn log(level: LogLevel, message: &str) {
+    #[cfg(target_arch = "wasm32")]
+    // SAFETY: the pointer and length describe `message`, which outlives the call.
+    unsafe {
+        host_log(level as i32, message.as_ptr(), message.len() as i32)
+    };
+    #[cfg(not(target_arch = "wasm32"))]
+    crate::testing::record_log(level, message);
+}
+
+/// `tokenhook_alloc`: a buffer the host writes the event into. The instance
+/// lives for one call only, so nothing is ever freed.
+pub fn alloc(len: usize) -> *mut u8 {
+    let mut buf = Vec::<u8>::with_capacity(len);
+    let ptr = buf.as_mut_ptr();
+    std::mem::forget(buf);
+    ptr
+}
+
+/// Run `hook` on the event JSON in `input` and return the output JSON.
+pub fn run_json(
+    input: &[u8],
+    hook: impl FnOnce(&Event) -> Result<Decision, HookError>,
+) -> Vec<u8> {
+    let output = match serde_json::from_slice::<Event>(input) {
+        Ok(event) => match hook(&event) {
+            Ok(decision) => HookOutput::Commands(decision.into_commands()),
+            Err(err) => HookOutput::Error(err),
+        },
+        Err(err) => HookOutput::Error(HookError::new(format!("cannot read event: {err}"))),
+    };
+    // Serializing these plain types cannot fail.
+    serde_json::to_vec(&output).unwrap_or_default()
+}
+
+/// `tokenhook_run`: read the event at `ptr`, run the hook, leave the output in
+/// memory and return `(out_ptr << 32) | out_len`.
+///
+/// # Safety
+/// `ptr..ptr+len` must be the buffer the host filled after `tokenhook_alloc(len)`.
+pub unsafe fn run(
+    ptr: *const u8,
+    len: usize,
+    hook: impl FnOnce(&Event) -> Result<Decision, HookError>,
+) -> u64 {
+    install_panic_logger();
+    // SAFETY: guaranteed by the caller (the host, following the contract).
+    let input = unsafe { std::slice::from_raw_parts(ptr, len) };
+    let output = run_json(input, hook).into_boxed_slice();
+    let out_len = output.len() as u64;
+    let out_ptr = Box::into_raw(output) as *mut u8 as usize as u64;
+    (out_ptr << 32) | out_len
+}
+
+/// A panic aborts the instance with a bare `unreachable` trap; log the panic
+/// message first so the host can say why.
+fn install_panic_logger() {
+    std::panic::set_hook(Box::new(|info| {
+        log(LogLevel::Error, &format!("hook panicked: {info}"));
+    }));
+}
+
+/// Turn a function `fn(&Event) -> Result<Decision, HookError>` into a hook
+/// module: exports the contract-v1 marker, `tokenhook_alloc` and
+/// `tokenhook_run`. Only on wasm; a native build (unit tests) exports nothing.
+///
+/// ```ignore
+/// use tokenhook_sdk::prelude::*;
+///
+/// fn my_hook(event: &Event) -> Result<Decision, HookError> { Ok(Decision::new()) }
+/// export_hook!(my_hook);
+/// ```
+#[macro_export]
+macro_rules! export_hook {
+    ($hook:path) => {
+        #[cfg(target_arch = "wasm32")]
+        const _: () = {
+            #[unsafe(no_mangle)]
+            pub extern "C" fn tokenhook_abi_v1() {}
+
+            #[unsafe(no_mangle)]
+            pub extern "C" fn tokenhook_alloc(len: i32) -> i32 {
+                $crate::guest::alloc(len as usize) as i32
+            }
+
+            #[unsafe(no_mangle)]
+            pub unsafe extern "C" fn tokenhook_run(ptr: i32, len: i32) -> i64 {
+                // SAFETY: the host calls this per contract v1, after tokenhook_alloc.
+                unsafe { $crate::guest::run(ptr as usize as *const u8, len as usize, $hook) as i64 }
+            }
+        };
+    };
+}
