@@ -15,6 +15,7 @@ thread_local! {
     static LOGS: RefCell<Vec<LogLine>> = const { RefCell::new(Vec::new()) };
 }
 
+#[cfg_attr(target_arch = "wasm32", allow(dead_code))]
 pub(crate) fn record_log(level: LogLevel, message: &str) {
     LOGS.with(|l| {
         l.borrow_mut().push(LogLine {
