@@ -2,8 +2,8 @@
 //! Everything here is called by code that [`export_hook!`](crate::export_hook)
 //! generates; hook authors never call it directly.
 
-use crate::wire::{Event, HookError, HookOutput, LogLevel};
 use crate::Decision;
+use crate::wire::{Event, HookError, HookOutput, LogLevel};
 
 #[cfg(target_arch = "wasm32")]
 #[link(wasm_import_module = "tokenhook")]
@@ -34,10 +34,7 @@ pub fn alloc(len: usize) -> *mut u8 {
 }
 
 /// Run `hook` on the event JSON in `input` and return the output JSON.
-pub fn run_json(
-    input: &[u8],
-    hook: impl FnOnce(&Event) -> Result<Decision, HookError>,
-) -> Vec<u8> {
+pub fn run_json(input: &[u8], hook: impl FnOnce(&Event) -> Result<Decision, HookError>) -> Vec<u8> {
     let output = match serde_json::from_slice::<Event>(input) {
         Ok(event) => match hook(&event) {
             Ok(decision) => HookOutput::Commands(decision.into_commands()),

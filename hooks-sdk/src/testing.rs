@@ -5,11 +5,11 @@ use std::cell::RefCell;
 use serde::Serialize;
 use serde_json::Value;
 
+use crate::Decision;
 use crate::wire::{
     ABI_VERSION, Api, Client, Event, HookError, HookOutput, LogLevel, LogLine, RequestContext,
     TokenState,
 };
-use crate::Decision;
 
 thread_local! {
     static LOGS: RefCell<Vec<LogLine>> = const { RefCell::new(Vec::new()) };

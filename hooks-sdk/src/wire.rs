@@ -30,7 +30,9 @@ pub const HOST_MODULE: &str = "tokenhook";
 pub const LOG_IMPORT: &str = "log";
 
 /// What a hook sees: one token request, as the previous hooks left the token.
-#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+/// Missing fields deserialize to their defaults.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
 pub struct Event {
     /// Contract version of this event ([`ABI_VERSION`]).
     pub version: u32,
@@ -59,6 +61,24 @@ pub struct Event {
     /// Only the secrets this hook was granted, by name.
     #[serde(default)]
     pub secrets: Secrets,
+}
+
+impl Default for Event {
+    fn default() -> Self {
+        Event {
+            version: ABI_VERSION,
+            trigger: Trigger::default(),
+            request_id: String::new(),
+            client: Client::default(),
+            api: Api::default(),
+            requested_scopes: Vec::new(),
+            granted_scopes: Vec::new(),
+            token: TokenState::default(),
+            context: RequestContext::default(),
+            config: Value::Null,
+            secrets: Secrets::default(),
+        }
+    }
 }
 
 /// The flow a hook runs in.
