@@ -2,5 +2,15 @@
 //! customised by sandboxed WebAssembly hooks.
 
 pub mod cli;
+pub mod clients;
 pub mod engine;
+pub mod hooks;
+pub mod http;
+pub mod keys;
+pub mod manifest;
+pub mod oauth;
+pub mod pipeline;
+pub mod policy;
+pub mod secrets;
+pub mod serve;
 pub mod units;

@@ -1,6 +1,9 @@
 //! The `tokenhook` command line: a thin layer over the library.
 
 mod hook;
+mod keys;
+mod secret;
+mod serve;
 
 use std::process::ExitCode;
 
@@ -19,15 +22,39 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
+    /// Run the token endpoint locally (or under Lambda, when AWS_LAMBDA_RUNTIME_API is set).
+    Serve(serve::ServeArgs),
     /// Inspect and try hook modules locally.
     #[command(subcommand)]
     Hook(hook::HookCommand),
+    /// Signing keys.
+    #[command(subcommand)]
+    Keys(keys::KeysCommand),
+    /// Client secrets.
+    #[command(subcommand)]
+    Secret(secret::SecretCommand),
 }
 
 /// Parse the command line and run it.
 pub fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.command {
+        Command::Serve(args) => serve::run(args),
         Command::Hook(cmd) => hook::run(cmd),
+        Command::Keys(cmd) => keys::run(cmd),
+        Command::Secret(cmd) => secret::run(cmd),
     }
+}
+
+/// Structured JSON logs on stderr; `RUST_LOG` filters (default `info`).
+pub fn init_logging() {
+    let filter =
+        tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into());
+    let _ = tracing_subscriber::fmt()
+        .json()
+        .with_current_span(false)
+        .with_span_list(false)
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .try_init();
 }

@@ -1,0 +1,146 @@
+//! The hook chain: the manifest's hooks, loaded and ready, each with its
+//! filters, capabilities, config and secrets, behind the small [`HookRunner`]
+//! trait so the pipeline does not depend on how a hook executes.
+
+use tokenhook_sdk::wire::{Event, LogLevel, Secrets};
+
+use crate::engine::{HookCall, HookEngine, HookFailure, HookModule};
+use crate::manifest::{HookConfig, Manifest, ManifestError, SecretRef};
+use crate::secrets::SecretStore;
+
+/// Runs one hook on one event. The wasm engine implements it; so could any
+/// other sandbox.
+pub trait HookRunner: Send + Sync {
+    fn call(&self, event_json: &[u8]) -> HookCall;
+}
+
+impl HookRunner for HookModule {
+    fn call(&self, event_json: &[u8]) -> HookCall {
+        HookModule::call(self, event_json)
+    }
+}
+
+/// One hook of the chain, as the manifest configured it.
+pub struct ChainHook {
+    pub config: HookConfig,
+    pub runner: Box<dyn HookRunner>,
+    pub secrets: Secrets,
+}
+
+impl ChainHook {
+    pub fn name(&self) -> &str {
+        &self.config.name
+    }
+
+    /// Whether this hook runs for this client and API.
+    pub fn matches(&self, client_id: &str, api: &str) -> bool {
+        let filter = &self.config.filter;
+        (filter.apis.is_empty() || filter.apis.iter().any(|a| a == api))
+            && (filter.clients.is_empty() || filter.clients.iter().any(|c| c == client_id))
+    }
+
+    /// Run the hook on `event` with this hook's config and secrets filled in.
+    pub fn call(&self, event: &mut Event) -> HookCall {
+        event.config = self
+            .config
+            .config
+            .clone()
+            .unwrap_or(serde_json::Value::Null);
+        event.secrets = self.secrets.clone();
+        let json = serde_json::to_vec(&*event).expect("events serialize");
+        // The next hook must never see this hook's secrets.
+        event.secrets = Secrets::default();
+        self.runner.call(&json)
+    }
+
+    /// A hook's log line with any of its secret values blanked out.
+    pub fn redact(&self, message: &str) -> String {
+        let mut out = message.to_string();
+        for value in self.secrets.0.values().filter(|v| !v.is_empty()) {
+            out = out.replace(value.as_str(), "<redacted>");
+        }
+        out
+    }
+}
+
+/// Load every hook of the manifest: read, pin-check, compile, pre-link, and
+/// resolve its secrets. The first failure names the hook and the cause.
+pub async fn load_chain(
+    manifest: &Manifest,
+    limits: &[crate::engine::Limits],
+    engine: &HookEngine,
+    secrets: Option<&dyn SecretStore>,
+) -> Result<Vec<ChainHook>, ManifestError> {
+    let mut chain = Vec::with_capacity(manifest.hooks.len());
+    for (i, (config, limits)) in manifest.hooks.iter().zip(limits).enumerate() {
+        let err = |field: &str, message: String| ManifestError {
+            file: manifest.path.clone(),
+            field: format!("hooks[{i}].{field}"),
+            message: format!("hook `{}`: {message}", config.name),
+        };
+        let path = manifest.resolve(&config.module);
+        let bytes = std::fs::read(&path)
+            .map_err(|e| err("module", format!("cannot read {}: {e}", path.display())))?;
+        let engine = engine.clone();
+        let (sha, limits) = (config.sha256.clone(), *limits);
+        let module =
+            tokio::task::spawn_blocking(move || engine.load(&bytes, sha.as_deref(), limits))
+                .await
+                .map_err(|e| err("module", format!("loading panicked: {e}")))?
+                .map_err(|f: HookFailure| {
+                    err("module", format!("{} refused: {f}", path.display()))
+                })?;
+        let mut values = Secrets::default();
+        for (name, source) in &config.secrets {
+            let value = resolve_secret(manifest, source, secrets)
+                .await
+                .map_err(|e| {
+                    err(
+                        &format!("secrets.{name}"),
+                        format!("secret `{name}` cannot be read: {e}"),
+                    )
+                })?;
+            values.0.insert(name.clone(), value);
+        }
+        chain.push(ChainHook {
+            config: config.clone(),
+            runner: Box::new(module),
+            secrets: values,
+        });
+    }
+    Ok(chain)
+}
+
+async fn resolve_secret(
+    manifest: &Manifest,
+    source: &SecretRef,
+    store: Option<&dyn SecretStore>,
+) -> Result<String, String> {
+    match source {
+        SecretRef::Env { env } => {
+            std::env::var(env).map_err(|_| format!("environment variable `{env}` is not set"))
+        }
+        SecretRef::File { file } => {
+            let path = manifest.resolve(file);
+            std::fs::read_to_string(&path)
+                .map(|s| s.trim_end_matches(['\n', '\r']).to_string())
+                .map_err(|e| format!("cannot read {}: {e}", path.display()))
+        }
+        SecretRef::SecretsManager(id) => match store {
+            Some(store) => store.get_secret_string(id).await,
+            None => Err(format!(
+                "Secrets Manager secret `{id}` needs AWS configuration, which this process does not have"
+            )),
+        },
+    }
+}
+
+/// The tracing level for a hook's own log line.
+pub fn log_hook_line(request_id: &str, hook: &str, level: LogLevel, message: &str) {
+    match level {
+        LogLevel::Debug => tracing::debug!(request_id, hook, message, "hook log"),
+        LogLevel::Info => tracing::info!(request_id, hook, message, "hook log"),
+        LogLevel::Warn => tracing::warn!(request_id, hook, message, "hook log"),
+        LogLevel::Error => tracing::error!(request_id, hook, message, "hook log"),
+    }
+}

@@ -1,0 +1,300 @@
+//! Signing keys: the key set the issuer signs with and publishes, and the
+//! [`KeySource`] trait behind which a key store sits (a local file, AWS Secrets
+//! Manager). Parsed keys are cached by the source; nothing is re-read per request.
+
+pub mod file;
+
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+
+use jsonwebtoken::jwk::{Jwk, JwkSet, ThumbprintHash};
+use jsonwebtoken::{Algorithm, EncodingKey, Header};
+use serde::{Deserialize, Serialize};
+
+#[derive(Debug, thiserror::Error)]
+pub enum KeyError {
+    #[error("unsupported signing algorithm `{0}` (use ES256, RS256, PS256 or EdDSA)")]
+    UnsupportedAlgorithm(String),
+    #[error("{what}: not a usable PKCS#8 {alg} private key: {cause}")]
+    BadKey {
+        what: String,
+        alg: String,
+        cause: String,
+    },
+    #[error("{0}")]
+    Io(String),
+    #[error("key set unavailable: {0}")]
+    Unavailable(String),
+    #[error("signing failed: {0}")]
+    Signing(String),
+}
+
+/// The algorithms tokens can be signed with.
+pub fn parse_algorithm(name: &str) -> Result<Algorithm, KeyError> {
+    match name {
+        "ES256" => Ok(Algorithm::ES256),
+        "RS256" => Ok(Algorithm::RS256),
+        "PS256" => Ok(Algorithm::PS256),
+        "EdDSA" => Ok(Algorithm::EdDSA),
+        other => Err(KeyError::UnsupportedAlgorithm(other.to_string())),
+    }
+}
+
+pub fn algorithm_name(alg: Algorithm) -> &'static str {
+    match alg {
+        Algorithm::ES256 => "ES256",
+        Algorithm::RS256 => "RS256",
+        Algorithm::PS256 => "PS256",
+        Algorithm::EdDSA => "EdDSA",
+        _ => "unsupported",
+    }
+}
+
+/// One private key, parsed once, with its public JWK and key id.
+pub struct SigningKey {
+    pub kid: String,
+    pub alg: Algorithm,
+    encoding: EncodingKey,
+    header: Header,
+    pub jwk: Jwk,
+}
+
+impl std::fmt::Debug for SigningKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SigningKey")
+            .field("kid", &self.kid)
+            .field("alg", &self.alg)
+            .finish_non_exhaustive()
+    }
+}
+
+impl SigningKey {
+    /// Parse a PKCS#8 PEM private key. Without `kid`, the key id is the key's
+    /// RFC 7638 JWK thumbprint, so it changes exactly when the key does.
+    /// `what` names the key in errors (a file, a secret field).
+    pub fn from_pkcs8_pem(
+        pem: &str,
+        alg: Algorithm,
+        kid: Option<String>,
+        what: &str,
+    ) -> Result<Self, KeyError> {
+        let bad = |cause: String| KeyError::BadKey {
+            what: what.to_string(),
+            alg: algorithm_name(alg).to_string(),
+            cause,
+        };
+        if !pem.contains("-----BEGIN PRIVATE KEY-----") {
+            return Err(bad(
+                "expected a PEM block `BEGIN PRIVATE KEY` (PKCS#8); convert with `openssl pkcs8 -topk8 -nocrypt`".into(),
+            ));
+        }
+        let encoding = match alg {
+            Algorithm::ES256 => EncodingKey::from_ec_pem(pem.as_bytes()),
+            Algorithm::RS256 | Algorithm::PS256 => EncodingKey::from_rsa_pem(pem.as_bytes()),
+            Algorithm::EdDSA => EncodingKey::from_ed_pem(pem.as_bytes()),
+            other => return Err(KeyError::UnsupportedAlgorithm(format!("{other:?}"))),
+        }
+        .map_err(|e| bad(e.to_string()))?;
+        let mut jwk = Jwk::from_encoding_key(&encoding, alg).map_err(|e| bad(e.to_string()))?;
+        let kid = match kid {
+            Some(kid) => kid,
+            None => jwk
+                .thumbprint(ThumbprintHash::SHA256)
+                .map_err(|e| bad(e.to_string()))?,
+        };
+        jwk.common.key_id = Some(kid.clone());
+        jwk.common.public_key_use = Some(jsonwebtoken::jwk::PublicKeyUse::Signature);
+        let mut header = Header::new(alg);
+        header.typ = Some("at+jwt".into());
+        header.kid = Some(kid.clone());
+        let key = SigningKey {
+            kid,
+            alg,
+            encoding,
+            header,
+            jwk,
+        };
+        // Prove the key signs now, not at the first token request.
+        key.sign(&serde_json::json!({}))
+            .map_err(|e| bad(e.to_string()))?;
+        Ok(key)
+    }
+
+    /// A compact JWS of `claims` with header `{typ: at+jwt, alg, kid}`.
+    pub fn sign(&self, claims: &impl Serialize) -> Result<String, KeyError> {
+        jsonwebtoken::encode(&self.header, claims, &self.encoding)
+            .map_err(|e| KeyError::Signing(e.to_string()))
+    }
+}
+
+/// The keys in force: `active` signs; `active` and `next` are published so
+/// verifiers know `next` before it signs; retired keys are neither.
+#[derive(Debug)]
+pub struct KeySet {
+    pub active: SigningKey,
+    pub next: Option<SigningKey>,
+    /// Key ids of retired keys, for the record; they never sign and are not published.
+    pub retired: Vec<String>,
+}
+
+impl KeySet {
+    pub fn single(active: SigningKey) -> Self {
+        KeySet {
+            active,
+            next: None,
+            retired: Vec::new(),
+        }
+    }
+
+    pub fn jwks(&self) -> JwkSet {
+        let mut keys = vec![self.active.jwk.clone()];
+        keys.extend(self.next.iter().map(|k| k.jwk.clone()));
+        JwkSet { keys }
+    }
+}
+
+/// A key set as stored in a secret (and printed by
+/// `tokenhook keys generate --format secretsmanager`).
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct StoredKeySet {
+    pub active: StoredKey,
+    #[serde(default)]
+    pub next: Option<StoredKey>,
+    #[serde(default)]
+    pub retired: Vec<StoredKey>,
+}
+
+#[derive(Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct StoredKey {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub kid: Option<String>,
+    #[serde(default = "default_alg")]
+    pub alg: String,
+    pub private_key_pem: String,
+}
+
+impl std::fmt::Debug for StoredKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("StoredKey")
+            .field("kid", &self.kid)
+            .field("alg", &self.alg)
+            .finish_non_exhaustive()
+    }
+}
+
+fn default_alg() -> String {
+    "ES256".into()
+}
+
+impl StoredKeySet {
+    /// Parse every key; `what` names the store in errors.
+    pub fn into_key_set(self, what: &str) -> Result<KeySet, KeyError> {
+        let parse = |k: StoredKey, slot: &str| {
+            let alg = parse_algorithm(&k.alg)?;
+            SigningKey::from_pkcs8_pem(&k.private_key_pem, alg, k.kid, &format!("{what} `{slot}`"))
+        };
+        let active = parse(self.active, "active")?;
+        let next = self.next.map(|k| parse(k, "next")).transpose()?;
+        let retired = self
+            .retired
+            .into_iter()
+            .map(|k| parse(k, "retired").map(|k| k.kid))
+            .collect::<Result<_, _>>()?;
+        Ok(KeySet {
+            active,
+            next,
+            retired,
+        })
+    }
+}
+
+pub type KeyFuture<'a> = Pin<Box<dyn Future<Output = Result<Arc<KeySet>, KeyError>> + Send + 'a>>;
+
+/// Where signing keys come from. Implementations cache the parsed set; the
+/// pipeline asks for it once per token.
+pub trait KeySource: Send + Sync {
+    /// The key set to sign with now.
+    fn key_set(&self) -> KeyFuture<'_>;
+    /// A short description for logs (never key material).
+    fn describe(&self) -> String;
+}
+
+/// A fresh PKCS#8 PEM private key for `alg`.
+pub fn generate_pkcs8_pem(alg: Algorithm) -> Result<String, KeyError> {
+    use aws_lc_rs::encoding::AsDer;
+    use aws_lc_rs::rand::SystemRandom;
+    use aws_lc_rs::signature::{ECDSA_P256_SHA256_FIXED_SIGNING, EcdsaKeyPair, Ed25519KeyPair};
+    let failed =
+        |e: aws_lc_rs::error::Unspecified| KeyError::Signing(format!("key generation failed: {e}"));
+    let rng = SystemRandom::new();
+    let der: Vec<u8> = match alg {
+        Algorithm::ES256 => EcdsaKeyPair::generate_pkcs8(&ECDSA_P256_SHA256_FIXED_SIGNING, &rng)
+            .map_err(failed)?
+            .as_ref()
+            .to_vec(),
+        Algorithm::EdDSA => Ed25519KeyPair::generate_pkcs8v1(&rng)
+            .map_err(failed)?
+            .as_ref()
+            .to_vec(),
+        Algorithm::RS256 | Algorithm::PS256 => {
+            let pair = aws_lc_rs::rsa::KeyPair::generate(aws_lc_rs::rsa::KeySize::Rsa2048)
+                .map_err(failed)?;
+            let der: aws_lc_rs::encoding::Pkcs8V1Der<'_> = pair.as_der().map_err(failed)?;
+            der.as_ref().to_vec()
+        }
+        other => return Err(KeyError::UnsupportedAlgorithm(format!("{other:?}"))),
+    };
+    Ok(pem_encode("PRIVATE KEY", &der))
+}
+
+fn pem_encode(label: &str, der: &[u8]) -> String {
+    use base64::Engine;
+    let b64 = base64::engine::general_purpose::STANDARD.encode(der);
+    let mut out = format!("-----BEGIN {label}-----\n");
+    for chunk in b64.as_bytes().chunks(64) {
+        out.push_str(std::str::from_utf8(chunk).expect("base64 is ascii"));
+        out.push('\n');
+    }
+    out.push_str(&format!("-----END {label}-----\n"));
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_algorithm_generates_signs_and_publishes() {
+        for alg in [
+            Algorithm::ES256,
+            Algorithm::EdDSA,
+            Algorithm::RS256,
+            Algorithm::PS256,
+        ] {
+            let pem = generate_pkcs8_pem(alg).unwrap();
+            let key = SigningKey::from_pkcs8_pem(&pem, alg, None, "test").unwrap();
+            assert_eq!(key.jwk.common.key_id.as_deref(), Some(key.kid.as_str()));
+            let token = key.sign(&serde_json::json!({"sub": "x"})).unwrap();
+            assert_eq!(token.split('.').count(), 3, "{alg:?}");
+        }
+    }
+
+    #[test]
+    fn kid_is_stable_for_a_key() {
+        let pem = generate_pkcs8_pem(Algorithm::ES256).unwrap();
+        let a = SigningKey::from_pkcs8_pem(&pem, Algorithm::ES256, None, "t").unwrap();
+        let b = SigningKey::from_pkcs8_pem(&pem, Algorithm::ES256, None, "t").unwrap();
+        assert_eq!(a.kid, b.kid);
+    }
+
+    #[test]
+    fn wrong_key_type_names_the_key() {
+        let pem = generate_pkcs8_pem(Algorithm::EdDSA).unwrap();
+        let err =
+            SigningKey::from_pkcs8_pem(&pem, Algorithm::ES256, None, "secret `k`").unwrap_err();
+        assert!(err.to_string().contains("secret `k`"), "{err}");
+    }
+}

@@ -1,0 +1,559 @@
+//! The manifest: one TOML file describing issuer, keys, APIs, clients, grants
+//! and the ordered hooks. Parsing checks shapes (unknown fields are errors);
+//! [`Manifest::validate`] checks meaning. Every error names the file, the field
+//! and what is wrong.
+
+use std::collections::{BTreeMap, HashSet};
+use std::fmt;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde::Deserialize;
+use serde_json::Value;
+
+use crate::engine::Limits;
+use crate::units::{parse_duration, parse_size};
+
+/// A manifest problem: which file, which field, what is wrong.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ManifestError {
+    pub file: PathBuf,
+    /// Dotted path of the field, e.g. `hooks[1].limits.memory`; empty for
+    /// whole-file problems.
+    pub field: String,
+    pub message: String,
+}
+
+impl fmt::Display for ManifestError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if self.field.is_empty() {
+            write!(f, "{}: {}", self.file.display(), self.message)
+        } else {
+            write!(
+                f,
+                "{}: `{}`: {}",
+                self.file.display(),
+                self.field,
+                self.message
+            )
+        }
+    }
+}
+
+impl std::error::Error for ManifestError {}
+
+/// Claims the host sets itself; hooks can neither set nor remove them.
+pub const RESERVED_CLAIMS: &[&str] = &[
+    "iss",
+    "sub",
+    "aud",
+    "exp",
+    "nbf",
+    "iat",
+    "jti",
+    "scope",
+    "client_id",
+    "azp",
+    "gty",
+    "typ",
+    "auth_time",
+    "acr",
+    "amr",
+    "cnf",
+    "act",
+    "may_act",
+    "sid",
+    "nonce",
+];
+
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Manifest {
+    /// The `iss` of every token, and the RFC 8414 issuer identifier.
+    pub issuer: String,
+    /// Token lifetime, e.g. "1h" (1 s to 24 h). Default 1 h.
+    #[serde(default = "default_lifetime")]
+    pub token_lifetime: String,
+    pub keys: KeysConfig,
+    #[serde(default)]
+    pub policy: PolicyConfig,
+    #[serde(default)]
+    pub apis: Vec<ApiConfig>,
+    #[serde(default)]
+    pub clients: Vec<ClientConfig>,
+    #[serde(default)]
+    pub grants: Vec<GrantConfig>,
+    #[serde(default)]
+    pub hooks: Vec<HookConfig>,
+    /// Where the manifest was read from; relative paths resolve against its directory.
+    #[serde(skip)]
+    pub path: PathBuf,
+}
+
+fn default_lifetime() -> String {
+    "1h".into()
+}
+
+#[derive(Clone, Debug, Deserialize)]
+#[serde(tag = "source", rename_all = "lowercase", deny_unknown_fields)]
+pub enum KeysConfig {
+    /// A PKCS#8 PEM file, generated on first run if absent.
+    File {
+        path: String,
+        #[serde(default = "default_alg")]
+        alg: String,
+    },
+    /// A JSON key set `{active, next, retired}` in AWS Secrets Manager.
+    Secretsmanager {
+        secret_id: String,
+        /// How long a fetched key set is used before it is fetched again. Default 5 min.
+        #[serde(default)]
+        cache_ttl: Option<String>,
+        /// How long a cached key set may keep serving when refreshes fail. Default 1 h.
+        #[serde(default)]
+        max_stale: Option<String>,
+    },
+}
+
+fn default_alg() -> String {
+    "ES256".into()
+}
+
+/// Host rules applied after every hook; hooks cannot bypass them.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PolicyConfig {
+    /// Prefixes every custom claim name must start with. Default: collision-
+    /// resistant names only (`https://`, `http://`, `urn:`; RFC 7519 §4.2).
+    #[serde(default = "default_namespaces")]
+    pub claim_namespaces: Vec<String>,
+    /// Hooks may add only scopes the client was granted for the API. Default true.
+    #[serde(default = "yes")]
+    pub added_scopes_within_grant: bool,
+    /// Most custom claims in one token. Default 32.
+    #[serde(default = "default_max_claims")]
+    pub max_claims: usize,
+    /// Largest serialized custom-claims object, in bytes. Default 4 KiB.
+    #[serde(default = "default_max_claims_size")]
+    pub max_claims_size: String,
+}
+
+impl Default for PolicyConfig {
+    fn default() -> Self {
+        PolicyConfig {
+            claim_namespaces: default_namespaces(),
+            added_scopes_within_grant: true,
+            max_claims: default_max_claims(),
+            max_claims_size: default_max_claims_size(),
+        }
+    }
+}
+
+fn default_namespaces() -> Vec<String> {
+    vec!["https://".into(), "http://".into(), "urn:".into()]
+}
+fn yes() -> bool {
+    true
+}
+fn default_max_claims() -> usize {
+    32
+}
+fn default_max_claims_size() -> String {
+    "4KiB".into()
+}
+
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ApiConfig {
+    /// The API identifier: the token's `aud`, chosen by `audience` or `resource`.
+    pub identifier: String,
+    #[serde(default)]
+    pub name: Option<String>,
+    #[serde(default)]
+    pub scopes: Vec<String>,
+}
+
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ClientConfig {
+    pub id: String,
+    #[serde(default)]
+    pub name: Option<String>,
+    /// `sha256:<hex>` (secrets from `tokenhook secret new`) or an argon2id PHC
+    /// string (from `tokenhook secret hash`).
+    pub secret_hash: String,
+    #[serde(default)]
+    pub metadata: BTreeMap<String, String>,
+}
+
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct GrantConfig {
+    pub client: String,
+    pub api: String,
+    #[serde(default)]
+    pub scopes: Vec<String>,
+}
+
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum OnError {
+    /// Fail closed: the request fails with `server_error`.
+    #[default]
+    Deny,
+    /// Drop this hook's changes, log the failure, go on.
+    Skip,
+}
+
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct HookConfig {
+    pub name: String,
+    /// The wasm module, relative to the manifest's directory.
+    pub module: PathBuf,
+    /// Pin: lowercase hex SHA-256 of the module file.
+    #[serde(default)]
+    pub sha256: Option<String>,
+    #[serde(default)]
+    pub on_error: OnError,
+    /// Run only for these APIs / clients (empty: all).
+    #[serde(default, rename = "match")]
+    pub filter: HookMatch,
+    #[serde(default)]
+    pub limits: LimitsConfig,
+    /// What the hook may change. Default: nothing but deny.
+    #[serde(default)]
+    pub capabilities: Capabilities,
+    /// Free-form configuration handed to the hook as `event.config`.
+    #[serde(default)]
+    pub config: Option<Value>,
+    /// Secrets this hook may read: the name it sees → where the value lives.
+    #[serde(default)]
+    pub secrets: BTreeMap<String, SecretRef>,
+}
+
+#[derive(Clone, Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct HookMatch {
+    #[serde(default)]
+    pub apis: Vec<String>,
+    #[serde(default)]
+    pub clients: Vec<String>,
+}
+
+#[derive(Clone, Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LimitsConfig {
+    pub fuel: Option<u64>,
+    pub timeout: Option<String>,
+    pub memory: Option<String>,
+    pub stack: Option<String>,
+    pub table_elements: Option<u64>,
+    pub max_input: Option<String>,
+    pub max_output: Option<String>,
+}
+
+/// Least privilege for hooks: which claims and scopes a hook may touch.
+#[derive(Clone, Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Capabilities {
+    /// Claim-name prefixes the hook may set or remove.
+    #[serde(default)]
+    pub claims: Vec<String>,
+    /// Scopes the hook may add or remove; `prefix*` matches by prefix, `*` any.
+    #[serde(default)]
+    pub scopes: Vec<String>,
+}
+
+/// Where a hook secret's value lives.
+#[derive(Clone, Debug, Deserialize, PartialEq, Eq)]
+#[serde(untagged)]
+pub enum SecretRef {
+    /// A Secrets Manager secret id or ARN.
+    SecretsManager(String),
+    /// An environment variable of the tokenhook process.
+    Env { env: String },
+    /// A file, relative to the manifest's directory (development).
+    File { file: PathBuf },
+}
+
+/// A manifest that passed validation, with its values parsed.
+#[derive(Clone, Debug)]
+pub struct Checked {
+    pub token_lifetime: Duration,
+    pub max_claims_size: u64,
+    pub hook_limits: Vec<Limits>,
+}
+
+impl Manifest {
+    /// Read and parse a manifest file; then [`Manifest::validate`] it.
+    pub fn load(path: &Path) -> Result<(Manifest, Checked), ManifestError> {
+        let text = std::fs::read_to_string(path).map_err(|e| ManifestError {
+            file: path.to_path_buf(),
+            field: String::new(),
+            message: format!("cannot read: {e}"),
+        })?;
+        let manifest = Manifest::parse(&text, path)?;
+        let checked = manifest.validate()?;
+        Ok((manifest, checked))
+    }
+
+    pub fn parse(text: &str, path: &Path) -> Result<Manifest, ManifestError> {
+        let mut manifest: Manifest = toml::from_str(text).map_err(|e| ManifestError {
+            file: path.to_path_buf(),
+            field: String::new(),
+            message: e.to_string().trim_end().replace('\n', " "),
+        })?;
+        manifest.path = path.to_path_buf();
+        Ok(manifest)
+    }
+
+    /// Resolve a path from the manifest against the manifest's directory; `~/`
+    /// is the user's home.
+    pub fn resolve(&self, path: &Path) -> PathBuf {
+        if let Ok(rest) = path.strip_prefix("~")
+            && let Some(home) = std::env::var_os("HOME")
+        {
+            return PathBuf::from(home).join(rest);
+        }
+        match self.path.parent() {
+            Some(dir) if path.is_relative() => dir.join(path),
+            _ => path.to_path_buf(),
+        }
+    }
+
+    fn err(&self, field: impl Into<String>, message: impl Into<String>) -> ManifestError {
+        ManifestError {
+            file: self.path.clone(),
+            field: field.into(),
+            message: message.into(),
+        }
+    }
+
+    /// Check everything that a type cannot: references, ranges, formats.
+    pub fn validate(&self) -> Result<Checked, ManifestError> {
+        if !(self.issuer.starts_with("https://") || self.issuer.starts_with("http://")) {
+            return Err(self.err(
+                "issuer",
+                "must be an http(s) URL, e.g. \"https://auth.example.com/\"",
+            ));
+        }
+        let token_lifetime =
+            parse_duration(&self.token_lifetime).map_err(|e| self.err("token_lifetime", e))?;
+        if token_lifetime < Duration::from_secs(1)
+            || token_lifetime > Duration::from_secs(24 * 3600)
+        {
+            return Err(self.err("token_lifetime", "must be between 1s and 24h"));
+        }
+        match &self.keys {
+            KeysConfig::File { path, alg } => {
+                if path.trim().is_empty() {
+                    return Err(self.err("keys.path", "must not be empty"));
+                }
+                crate::keys::parse_algorithm(alg)
+                    .map_err(|e| self.err("keys.alg", e.to_string()))?;
+            }
+            KeysConfig::Secretsmanager {
+                secret_id,
+                cache_ttl,
+                max_stale,
+            } => {
+                if secret_id.trim().is_empty() {
+                    return Err(self.err("keys.secret_id", "must not be empty"));
+                }
+                for (field, value) in [("keys.cache_ttl", cache_ttl), ("keys.max_stale", max_stale)]
+                {
+                    if let Some(v) = value {
+                        parse_duration(v).map_err(|e| self.err(field, e))?;
+                    }
+                }
+            }
+        }
+        if self.policy.claim_namespaces.iter().any(|n| n.is_empty()) {
+            return Err(self.err("policy.claim_namespaces", "a namespace must not be empty"));
+        }
+        let max_claims_size = parse_size(&self.policy.max_claims_size)
+            .map_err(|e| self.err("policy.max_claims_size", e))?;
+
+        let mut api_ids = HashSet::new();
+        for (i, api) in self.apis.iter().enumerate() {
+            if api.identifier.is_empty() {
+                return Err(self.err(format!("apis[{i}].identifier"), "must not be empty"));
+            }
+            if !api_ids.insert(api.identifier.as_str()) {
+                return Err(self.err(
+                    format!("apis[{i}].identifier"),
+                    format!("API `{}` is defined twice", api.identifier),
+                ));
+            }
+            let mut seen = HashSet::new();
+            for (j, scope) in api.scopes.iter().enumerate() {
+                if !is_scope_token(scope) {
+                    return Err(self.err(format!("apis[{i}].scopes[{j}]"), format!("`{scope}` is not a valid scope (RFC 6749 §3.3: printable, no spaces, quotes or backslashes)")));
+                }
+                if !seen.insert(scope) {
+                    return Err(self.err(
+                        format!("apis[{i}].scopes[{j}]"),
+                        format!("scope `{scope}` is listed twice"),
+                    ));
+                }
+            }
+        }
+        let mut client_ids = HashSet::new();
+        for (i, client) in self.clients.iter().enumerate() {
+            if client.id.is_empty() || client.id.contains(':') {
+                return Err(self.err(
+                    format!("clients[{i}].id"),
+                    "must be non-empty and contain no `:`",
+                ));
+            }
+            if !client_ids.insert(client.id.as_str()) {
+                return Err(self.err(
+                    format!("clients[{i}].id"),
+                    format!("client `{}` is defined twice", client.id),
+                ));
+            }
+            crate::clients::SecretHash::parse(&client.secret_hash)
+                .map_err(|e| self.err(format!("clients[{i}].secret_hash"), e))?;
+        }
+        let mut grant_keys = HashSet::new();
+        for (i, grant) in self.grants.iter().enumerate() {
+            if !client_ids.contains(grant.client.as_str()) {
+                return Err(self.err(
+                    format!("grants[{i}].client"),
+                    format!("client `{}` is not defined in [[clients]]", grant.client),
+                ));
+            }
+            let Some(api) = self.api(&grant.api) else {
+                return Err(self.err(
+                    format!("grants[{i}].api"),
+                    format!("API `{}` is not defined in [[apis]]", grant.api),
+                ));
+            };
+            if !grant_keys.insert((grant.client.as_str(), grant.api.as_str())) {
+                return Err(self.err(
+                    format!("grants[{i}]"),
+                    format!(
+                        "client `{}` already has a grant for `{}`",
+                        grant.client, grant.api
+                    ),
+                ));
+            }
+            for (j, scope) in grant.scopes.iter().enumerate() {
+                if !api.scopes.contains(scope) {
+                    return Err(self.err(
+                        format!("grants[{i}].scopes[{j}]"),
+                        format!("scope `{scope}` is not defined by API `{}`", api.identifier),
+                    ));
+                }
+            }
+        }
+        let mut hook_names = HashSet::new();
+        let mut hook_limits = Vec::new();
+        for (i, hook) in self.hooks.iter().enumerate() {
+            let at = |field: &str| format!("hooks[{i}].{field}");
+            if hook.name.is_empty()
+                || !hook
+                    .name
+                    .chars()
+                    .all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c))
+            {
+                return Err(self.err(
+                    at("name"),
+                    "must be non-empty: letters, digits, `-`, `_`, `.`",
+                ));
+            }
+            if !hook_names.insert(hook.name.as_str()) {
+                return Err(self.err(at("name"), format!("hook `{}` is defined twice", hook.name)));
+            }
+            if let Some(sha) = &hook.sha256
+                && (sha.len() != 64 || !sha.chars().all(|c| c.is_ascii_hexdigit()))
+            {
+                return Err(self.err(
+                    at("sha256"),
+                    "must be 64 hex digits (see `tokenhook hook check`)",
+                ));
+            }
+            for (j, api) in hook.filter.apis.iter().enumerate() {
+                if !api_ids.contains(api.as_str()) {
+                    return Err(self.err(
+                        at(&format!("match.apis[{j}]")),
+                        format!("API `{api}` is not defined in [[apis]]"),
+                    ));
+                }
+            }
+            for (j, client) in hook.filter.clients.iter().enumerate() {
+                if !client_ids.contains(client.as_str()) {
+                    return Err(self.err(
+                        at(&format!("match.clients[{j}]")),
+                        format!("client `{client}` is not defined in [[clients]]"),
+                    ));
+                }
+            }
+            for (j, prefix) in hook.capabilities.claims.iter().enumerate() {
+                if prefix.is_empty() || RESERVED_CLAIMS.contains(&prefix.as_str()) {
+                    return Err(self.err(
+                        at(&format!("capabilities.claims[{j}]")),
+                        format!("`{prefix}` cannot be granted: empty or a reserved claim"),
+                    ));
+                }
+            }
+            for (j, secret) in hook.secrets.iter().enumerate() {
+                if let (name, SecretRef::SecretsManager(id) | SecretRef::Env { env: id }) = secret
+                    && id.is_empty()
+                {
+                    return Err(self.err(
+                        at(&format!("secrets.{name}")),
+                        format!("secret #{j} names no source"),
+                    ));
+                }
+            }
+            let limits = self
+                .hook_limits(&hook.limits)
+                .map_err(|(field, msg)| self.err(at(&format!("limits.{field}")), msg))?;
+            if let Some((field, value, max)) = limits.above_ceiling() {
+                return Err(self.err(
+                    at(&format!("limits.{field}")),
+                    format!("{value} is above the host ceiling of {max}"),
+                ));
+            }
+            hook_limits.push(limits);
+        }
+        Ok(Checked {
+            token_lifetime,
+            max_claims_size,
+            hook_limits,
+        })
+    }
+
+    pub fn api(&self, identifier: &str) -> Option<&ApiConfig> {
+        self.apis.iter().find(|a| a.identifier == identifier)
+    }
+
+    fn hook_limits(&self, cfg: &LimitsConfig) -> Result<Limits, (&'static str, String)> {
+        let d = Limits::default();
+        let size = |field: &'static str, v: &Option<String>, default: u64| match v {
+            Some(v) => parse_size(v).map_err(|e| (field, e)),
+            None => Ok(default),
+        };
+        Ok(Limits {
+            fuel: cfg.fuel.unwrap_or(d.fuel),
+            timeout: match &cfg.timeout {
+                Some(v) => parse_duration(v).map_err(|e| ("timeout", e))?,
+                None => d.timeout,
+            },
+            memory: size("memory", &cfg.memory, d.memory)?,
+            stack: size("stack", &cfg.stack, d.stack)?,
+            table_elements: cfg.table_elements.unwrap_or(d.table_elements),
+            max_input: size("max_input", &cfg.max_input, d.max_input)?,
+            max_output: size("max_output", &cfg.max_output, d.max_output)?,
+        })
+    }
+}
+
+/// RFC 6749 §3.3 scope-token: 1*( %x21 / %x23-5B / %x5D-7E ).
+pub fn is_scope_token(s: &str) -> bool {
+    !s.is_empty()
+        && s.bytes()
+            .all(|b| b == 0x21 || (0x23..=0x5b).contains(&b) || (0x5d..=0x7e).contains(&b))
+}

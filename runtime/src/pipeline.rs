@@ -1,0 +1,442 @@
+//! The token pipeline, top to bottom: grant type → client authentication →
+//! API and grant → scopes → hooks (each followed by host policy) → sign.
+//! Front doors turn their transport into a [`TokenRequest`]; nothing here
+//! knows which door a request came through.
+
+use std::collections::HashMap;
+use std::path::Path;
+use std::sync::Arc;
+use std::time::{Instant, SystemTime, UNIX_EPOCH};
+
+use serde_json::{Map, Value, json};
+use tokenhook_sdk::wire::{ABI_VERSION, Api, Client, Event, TokenState, Trigger};
+
+use crate::clients::{SecretHash, SecretVerifier};
+use crate::engine::HookEngine;
+use crate::hooks::{ChainHook, load_chain, log_hook_line};
+use crate::keys::{KeySet, KeySource, algorithm_name, parse_algorithm};
+use crate::manifest::{Checked, ClientConfig, KeysConfig, Manifest, ManifestError, OnError};
+use crate::oauth::{ClientAuth, ErrorCode, OAuthError, TokenRequest, TokenResponse};
+use crate::policy::{self, Applied, Rules};
+use crate::secrets::SecretStore;
+
+/// What an issuer is built with, besides the manifest.
+#[derive(Clone)]
+pub struct Services {
+    pub engine: HookEngine,
+    /// AWS Secrets Manager (or a stand-in); `None` when running without AWS.
+    pub secret_store: Option<Arc<dyn SecretStore>>,
+}
+
+/// One loaded manifest, ready to issue tokens. Immutable: a reload builds a
+/// new `Issuer` and swaps it in whole.
+pub struct Issuer {
+    manifest: Manifest,
+    checked: Checked,
+    clients: HashMap<String, (ClientConfig, SecretHash)>,
+    grants: HashMap<(String, String), Vec<String>>,
+    hooks: Vec<ChainHook>,
+    keys: Arc<dyn KeySource>,
+    verifier: SecretVerifier,
+}
+
+impl Issuer {
+    /// Load a manifest in stages: parse → validate → key source → hooks.
+    pub async fn load(path: &Path, services: &Services) -> Result<Issuer, ManifestError> {
+        let (manifest, checked) = Manifest::load(path)?;
+        Issuer::build(manifest, checked, services).await
+    }
+
+    pub async fn build(
+        manifest: Manifest,
+        checked: Checked,
+        services: &Services,
+    ) -> Result<Issuer, ManifestError> {
+        let keys = key_source(&manifest, services).await?;
+        let hooks = load_chain(
+            &manifest,
+            &checked.hook_limits,
+            &services.engine,
+            services.secret_store.as_deref(),
+        )
+        .await?;
+        let clients = manifest
+            .clients
+            .iter()
+            .map(|c| {
+                let hash = SecretHash::parse(&c.secret_hash).expect("validated");
+                (c.id.clone(), (c.clone(), hash))
+            })
+            .collect();
+        let grants = manifest
+            .grants
+            .iter()
+            .map(|g| ((g.client.clone(), g.api.clone()), g.scopes.clone()))
+            .collect();
+        Ok(Issuer {
+            manifest,
+            checked,
+            clients,
+            grants,
+            hooks,
+            keys,
+            verifier: SecretVerifier::default(),
+        })
+    }
+
+    pub fn manifest(&self) -> &Manifest {
+        &self.manifest
+    }
+
+    pub fn hook_names(&self) -> Vec<&str> {
+        self.hooks.iter().map(ChainHook::name).collect()
+    }
+
+    /// The keys to publish (active and next).
+    pub async fn key_set(&self) -> Result<Arc<KeySet>, OAuthError> {
+        self.keys.key_set().await.map_err(|e| {
+            tracing::error!(error = %e, source = %self.keys.describe(), "signing keys unavailable");
+            OAuthError::new(
+                ErrorCode::TemporarilyUnavailable,
+                "signing keys are unavailable",
+            )
+        })
+    }
+
+    /// Issue one token, or say why not.
+    pub async fn issue(&self, req: &TokenRequest) -> Result<TokenResponse, OAuthError> {
+        let started = Instant::now();
+        let result = self.run(req).await;
+        let elapsed_us = started.elapsed().as_micros() as u64;
+        match &result {
+            Ok(resp) => {
+                tracing::info!(request_id = %req.request_id, scope = %resp.scope, elapsed_us, "token issued")
+            }
+            Err(e) => {
+                tracing::warn!(request_id = %req.request_id, error = e.error.as_str(), description = %e.error_description, elapsed_us, "token refused")
+            }
+        }
+        result
+    }
+
+    async fn run(&self, req: &TokenRequest) -> Result<TokenResponse, OAuthError> {
+        // 1. Grant type.
+        match req.grant_type.as_deref() {
+            None => return Err(invalid_request("grant_type is required")),
+            Some("client_credentials") => {}
+            Some(other) => {
+                return Err(OAuthError::new(
+                    ErrorCode::UnsupportedGrantType,
+                    format!("grant_type `{other}` is not supported; use client_credentials"),
+                ));
+            }
+        }
+        // 2. Client authentication.
+        let client = self.authenticate(&req.client)?;
+        // 3. API and grant.
+        let api_id = req
+            .audience
+            .as_deref()
+            .ok_or_else(|| invalid_request("audience (or resource) is required"))?;
+        let api = self.manifest.api(api_id).ok_or_else(|| {
+            OAuthError::new(
+                ErrorCode::InvalidTarget,
+                format!("unknown audience `{api_id}`"),
+            )
+        })?;
+        let granted = self
+            .grants
+            .get(&(client.id.clone(), api.identifier.clone()))
+            .ok_or_else(|| {
+                OAuthError::new(
+                    ErrorCode::UnauthorizedClient,
+                    format!(
+                        "client `{}` has no grant for `{}`",
+                        client.id, api.identifier
+                    ),
+                )
+            })?;
+        // 4. Scopes: requested ∩ granted; none requested → all granted.
+        let requested = parse_scope(req.scope.as_deref())?;
+        let scopes = if requested.is_empty() {
+            granted.clone()
+        } else {
+            if let Some(missing) = requested.iter().find(|s| !granted.contains(s)) {
+                return Err(OAuthError::new(
+                    ErrorCode::InvalidScope,
+                    format!("scope `{missing}` is not granted to this client for this API"),
+                ));
+            }
+            requested.clone()
+        };
+        // 5. Hooks, in manifest order, each followed by host policy.
+        let mut event = Event {
+            version: ABI_VERSION,
+            trigger: Trigger::ClientCredentials,
+            request_id: req.request_id.clone(),
+            client: Client {
+                id: client.id.clone(),
+                name: client.name.clone(),
+                metadata: client.metadata.clone(),
+            },
+            api: Api {
+                identifier: api.identifier.clone(),
+                scopes: api.scopes.clone(),
+            },
+            requested_scopes: requested,
+            granted_scopes: granted.clone(),
+            token: TokenState {
+                scopes,
+                claims: Map::new(),
+            },
+            context: req.context.clone(),
+            ..Event::default()
+        };
+        let rules = Rules {
+            claim_namespaces: &self.manifest.policy.claim_namespaces,
+            added_scopes_within_grant: self.manifest.policy.added_scopes_within_grant,
+            max_claims: self.manifest.policy.max_claims,
+            max_claims_size: self.checked.max_claims_size,
+            api_scopes: &api.scopes,
+            granted_scopes: granted,
+        };
+        for hook in &self.hooks {
+            if !hook.matches(&client.id, &api.identifier) {
+                tracing::debug!(request_id = %req.request_id, hook = hook.name(), "hook skipped: filter does not match");
+                continue;
+            }
+            self.run_hook(hook, &mut event, &rules)?;
+        }
+        // 6. Sign.
+        self.sign(&client.id, &api.identifier, event.token).await
+    }
+
+    fn authenticate(&self, auth: &ClientAuth) -> Result<&ClientConfig, OAuthError> {
+        let failed = |basic: bool| OAuthError {
+            basic_auth_used: basic,
+            ..OAuthError::new(ErrorCode::InvalidClient, "client authentication failed")
+        };
+        match auth {
+            ClientAuth::None => Err(OAuthError::new(
+                ErrorCode::InvalidClient,
+                "client authentication is required (client_secret_basic or client_secret_post)",
+            )),
+            ClientAuth::Multiple => Err(invalid_request(
+                "use exactly one client authentication method",
+            )),
+            ClientAuth::Trusted { id } => self
+                .clients
+                .get(id)
+                .map(|(c, _)| c)
+                .ok_or_else(|| failed(false)),
+            ClientAuth::Basic { id, secret } | ClientAuth::Post { id, secret } => {
+                let basic = matches!(auth, ClientAuth::Basic { .. });
+                let (client, hash) = self.clients.get(id).ok_or_else(|| failed(basic))?;
+                if self.verifier.verify(id, secret, hash) {
+                    Ok(client)
+                } else {
+                    Err(failed(basic))
+                }
+            }
+        }
+    }
+
+    /// Run one hook and apply its commands under policy. A deny command ends
+    /// the request with the hook's error; a failure is handled by `on_error`.
+    fn run_hook(
+        &self,
+        hook: &ChainHook,
+        event: &mut Event,
+        rules: &Rules<'_>,
+    ) -> Result<(), OAuthError> {
+        let request_id = event.request_id.clone();
+        let call = hook.call(event);
+        for line in &call.logs {
+            log_hook_line(
+                &request_id,
+                hook.name(),
+                line.level,
+                &hook.redact(&line.message),
+            );
+        }
+        let usage = call.usage;
+        let failure = match call.outcome {
+            Ok(commands) => {
+                match policy::apply(&event.token, commands, &hook.config.capabilities, rules) {
+                    Ok(Applied::Changed(token, changes)) => {
+                        tracing::info!(
+                            request_id, hook = hook.name(), duration_us = usage.wall_time.as_micros() as u64,
+                            fuel_used = usage.fuel_used, memory_peak = usage.memory_peak,
+                            scopes_added = ?changes.scopes_added, scopes_removed = ?changes.scopes_removed,
+                            claims_set = ?changes.claims_set, claims_removed = ?changes.claims_removed,
+                            "hook applied"
+                        );
+                        event.token = token;
+                        return Ok(());
+                    }
+                    Ok(Applied::Denied(deny)) => {
+                        tracing::info!(
+                            request_id, hook = hook.name(), duration_us = usage.wall_time.as_micros() as u64,
+                            fuel_used = usage.fuel_used, error = deny.error.as_str(), description = %deny.description,
+                            "hook denied the request"
+                        );
+                        let code = match deny.error {
+                            tokenhook_sdk::wire::DenyCode::AccessDenied => ErrorCode::AccessDenied,
+                            tokenhook_sdk::wire::DenyCode::InvalidScope => ErrorCode::InvalidScope,
+                            tokenhook_sdk::wire::DenyCode::UnauthorizedClient => {
+                                ErrorCode::UnauthorizedClient
+                            }
+                        };
+                        return Err(OAuthError::new(code, deny.description));
+                    }
+                    Err(violation) => ("policy_violation", violation),
+                }
+            }
+            Err(failure) => (failure.kind.as_str(), failure.message),
+        };
+        let (kind, cause) = failure;
+        let cause = hook.redact(&cause);
+        match hook.config.on_error {
+            OnError::Deny => {
+                tracing::error!(
+                    request_id, hook = hook.name(), kind, cause = %cause, on_error = "deny",
+                    duration_us = usage.wall_time.as_micros() as u64, fuel_used = usage.fuel_used,
+                    "hook failed; request denied"
+                );
+                Err(OAuthError::new(
+                    ErrorCode::ServerError,
+                    format!("the token could not be issued (request id {request_id})"),
+                ))
+            }
+            OnError::Skip => {
+                tracing::warn!(
+                    request_id, hook = hook.name(), kind, cause = %cause, on_error = "skip",
+                    duration_us = usage.wall_time.as_micros() as u64, fuel_used = usage.fuel_used,
+                    "hook failed; its changes were skipped"
+                );
+                Ok(())
+            }
+        }
+    }
+
+    async fn sign(
+        &self,
+        client_id: &str,
+        api: &str,
+        token: TokenState,
+    ) -> Result<TokenResponse, OAuthError> {
+        let keys = self.key_set().await?;
+        let lifetime = self.checked.token_lifetime.as_secs();
+        let now = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .unwrap_or_default()
+            .as_secs();
+        let scope = token.scopes.join(" ");
+        // Custom claims first, host claims last: the host's always win.
+        let mut claims = token.claims;
+        for (name, value) in [
+            ("iss", json!(self.manifest.issuer)),
+            ("sub", json!(client_id)),
+            ("aud", json!(api)),
+            ("client_id", json!(client_id)),
+            ("iat", json!(now)),
+            ("nbf", json!(now)),
+            ("exp", json!(now + lifetime)),
+            ("jti", json!(new_jti())),
+            ("scope", json!(scope)),
+        ] {
+            claims.insert(name.to_string(), value);
+        }
+        let access_token = keys.active.sign(&Value::Object(claims)).map_err(|e| {
+            tracing::error!(error = %e, kid = %keys.active.kid, "signing failed");
+            OAuthError::new(ErrorCode::ServerError, "the token could not be signed")
+        })?;
+        Ok(TokenResponse {
+            access_token,
+            token_type: "Bearer",
+            expires_in: lifetime,
+            scope,
+        })
+    }
+
+    /// RFC 8414 authorization server metadata for `base_url` (where this
+    /// issuer is reachable).
+    pub async fn metadata(&self, base_url: &str) -> Value {
+        let base = base_url.trim_end_matches('/');
+        let algs: Vec<&str> = match self.keys.key_set().await {
+            Ok(set) => std::iter::once(&set.active)
+                .chain(set.next.iter())
+                .map(|k| algorithm_name(k.alg))
+                .collect(),
+            Err(_) => Vec::new(),
+        };
+        json!({
+            "issuer": self.manifest.issuer,
+            "token_endpoint": format!("{base}/oauth/token"),
+            "jwks_uri": format!("{base}/.well-known/jwks.json"),
+            "grant_types_supported": ["client_credentials"],
+            "token_endpoint_auth_methods_supported": ["client_secret_basic", "client_secret_post"],
+            "response_types_supported": [],
+            "scopes_supported": self.manifest.apis.iter().flat_map(|a| a.scopes.iter()).collect::<Vec<_>>(),
+            "token_endpoint_auth_signing_alg_values_supported": algs,
+        })
+    }
+}
+
+fn invalid_request(description: &str) -> OAuthError {
+    OAuthError::new(ErrorCode::InvalidRequest, description)
+}
+
+/// Space-delimited scope tokens (RFC 6749 §3.3), deduplicated, order kept.
+fn parse_scope(scope: Option<&str>) -> Result<Vec<String>, OAuthError> {
+    let mut out: Vec<String> = Vec::new();
+    for token in scope.unwrap_or("").split(' ').filter(|s| !s.is_empty()) {
+        if !crate::manifest::is_scope_token(token) {
+            return Err(OAuthError::new(
+                ErrorCode::InvalidScope,
+                "scope contains invalid characters",
+            ));
+        }
+        if !out.iter().any(|s| s == token) {
+            out.push(token.to_string());
+        }
+    }
+    Ok(out)
+}
+
+fn new_jti() -> String {
+    use base64::Engine;
+    let mut bytes = [0u8; 16];
+    aws_lc_rs::rand::fill(&mut bytes).expect("system random");
+    base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes)
+}
+
+async fn key_source(
+    manifest: &Manifest,
+    _services: &Services,
+) -> Result<Arc<dyn KeySource>, ManifestError> {
+    let err = |field: &str, message: String| ManifestError {
+        file: manifest.path.clone(),
+        field: field.to_string(),
+        message,
+    };
+    match &manifest.keys {
+        KeysConfig::File { path, alg } => {
+            let alg = parse_algorithm(alg).map_err(|e| err("keys.alg", e.to_string()))?;
+            let path = manifest.resolve(Path::new(path));
+            let source = tokio::task::spawn_blocking(move || {
+                crate::keys::file::FileKeySource::open_or_generate(&path, alg)
+            })
+            .await
+            .map_err(|e| err("keys", e.to_string()))?
+            .map_err(|e| err("keys.path", e.to_string()))?;
+            Ok(Arc::new(source))
+        }
+        KeysConfig::Secretsmanager { secret_id, .. } => Err(err(
+            "keys.secret_id",
+            format!(
+                "Secrets Manager key set `{secret_id}` needs AWS configuration, which this process does not have"
+            ),
+        )),
+    }
+}

@@ -1,0 +1,101 @@
+//! The local server: bind, serve the HTTP door, reload the manifest on SIGHUP
+//! or when it (or a hook module) changes, shut down on Ctrl-C / SIGTERM.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, SystemTime};
+
+use axum::extract::{ConnectInfo, Request};
+use axum::middleware::{self, Next};
+use axum::response::Response;
+use tokio::net::TcpListener;
+
+use crate::http::{CurrentIssuer, PeerIp, router};
+use crate::pipeline::{Issuer, Services};
+
+/// How often the manifest and hook files are checked for changes.
+pub const WATCH_INTERVAL: Duration = Duration::from_secs(1);
+
+pub async fn serve(
+    listener: TcpListener,
+    manifest_path: PathBuf,
+    services: Services,
+    current: CurrentIssuer,
+) -> std::io::Result<()> {
+    tokio::spawn(watch_manifest(manifest_path, services, current.clone()));
+    let app = router(current).layer(middleware::from_fn(peer_ip));
+    axum::serve(
+        listener,
+        app.into_make_service_with_connect_info::<SocketAddr>(),
+    )
+    .with_graceful_shutdown(shutdown_signal())
+    .await
+}
+
+async fn peer_ip(mut req: Request, next: Next) -> Response {
+    if let Some(ConnectInfo(addr)) = req.extensions().get::<ConnectInfo<SocketAddr>>().cloned() {
+        req.extensions_mut().insert(PeerIp(addr.ip().to_string()));
+    }
+    next.run(req).await
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = tokio::signal::ctrl_c();
+    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+        .expect("SIGTERM handler");
+    tokio::select! {
+        _ = ctrl_c => {},
+        _ = term.recv() => {},
+    }
+    tracing::info!("shutting down");
+}
+
+/// Reload on SIGHUP or on a change to the manifest or any hook module. A
+/// manifest that fails to load is refused and the running one stays.
+async fn watch_manifest(path: PathBuf, services: Services, current: CurrentIssuer) {
+    let mut hup = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())
+        .expect("SIGHUP handler");
+    let mut seen = fingerprint(&path, &current);
+    let mut tick = tokio::time::interval(WATCH_INTERVAL);
+    loop {
+        let reason = tokio::select! {
+            _ = hup.recv() => "SIGHUP",
+            _ = tick.tick() => {
+                let now = fingerprint(&path, &current);
+                if now == seen { continue; }
+                seen = now;
+                "file change"
+            }
+        };
+        match Issuer::load(&path, &services).await {
+            Ok(issuer) => {
+                let hooks = issuer.hook_names().join(", ");
+                current.replace(issuer);
+                seen = fingerprint(&path, &current);
+                tracing::info!(manifest = %path.display(), reason, hooks, "manifest reloaded");
+            }
+            Err(err) => {
+                tracing::error!(manifest = %path.display(), reason, error = %err, "manifest refused; the running configuration stays");
+            }
+        }
+    }
+}
+
+/// Modification times and sizes of the manifest and the current hook modules.
+fn fingerprint(path: &Path, current: &CurrentIssuer) -> Vec<Option<(SystemTime, u64)>> {
+    let stat = |p: &Path| {
+        std::fs::metadata(p)
+            .ok()
+            .and_then(|m| Some((m.modified().ok()?, m.len())))
+    };
+    let issuer = current.get();
+    let manifest = issuer.manifest();
+    std::iter::once(stat(path))
+        .chain(
+            manifest
+                .hooks
+                .iter()
+                .map(|h| stat(&manifest.resolve(&h.module))),
+        )
+        .collect()
+}
