@@ -138,9 +138,9 @@ async fn resolve_secret(
 /// The tracing level for a hook's own log line.
 pub fn log_hook_line(request_id: &str, hook: &str, level: LogLevel, message: &str) {
     match level {
-        LogLevel::Debug => tracing::debug!(request_id, hook, message, "hook log"),
-        LogLevel::Info => tracing::info!(request_id, hook, message, "hook log"),
-        LogLevel::Warn => tracing::warn!(request_id, hook, message, "hook log"),
-        LogLevel::Error => tracing::error!(request_id, hook, message, "hook log"),
+        LogLevel::Debug => tracing::debug!(request_id, hook, line = message, "hook log"),
+        LogLevel::Info => tracing::info!(request_id, hook, line = message, "hook log"),
+        LogLevel::Warn => tracing::warn!(request_id, hook, line = message, "hook log"),
+        LogLevel::Error => tracing::error!(request_id, hook, line = message, "hook log"),
     }
 }

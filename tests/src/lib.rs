@@ -1,0 +1,176 @@
+//! Shared helpers for the end-to-end tests: real hook modules built from the
+//! workspace, a real server on an ephemeral 127.0.0.1 port, a real HTTP
+//! client, and token verification with an independent JOSE implementation
+//! (jwt-simple), against the server's own JWKS endpoint.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::sync::OnceLock;
+
+use serde_json::Value;
+
+pub mod jose;
+
+/// The workspace root (the parent of this crate).
+pub fn workspace_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .expect("workspace root")
+        .to_path_buf()
+}
+
+/// Where `cargo hooks` puts the wasm modules.
+pub fn hooks_dir() -> PathBuf {
+    workspace_root().join("target/hooks/wasm32-unknown-unknown/hook")
+}
+
+/// The wasm module of a hook crate (e.g. `tenant_claims`), built from source
+/// with `cargo hooks` the first time any test of this process asks.
+pub fn hook_wasm(name: &str) -> PathBuf {
+    static BUILT: OnceLock<()> = OnceLock::new();
+    BUILT.get_or_init(|| {
+        let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+        let status = Command::new(cargo)
+            .arg("hooks")
+            .current_dir(workspace_root())
+            .status()
+            .expect("run `cargo hooks`");
+        assert!(status.success(), "`cargo hooks` failed");
+    });
+    let path = hooks_dir().join(format!("{name}.wasm"));
+    assert!(
+        path.exists(),
+        "{} was not built by `cargo hooks`",
+        path.display()
+    );
+    path
+}
+
+/// A hostile module from `tests/hostile/` (wat text).
+pub fn hostile(name: &str) -> PathBuf {
+    let path = workspace_root()
+        .join("tests/hostile")
+        .join(format!("{name}.wat"));
+    assert!(path.exists(), "{} is missing", path.display());
+    path
+}
+
+/// A tokenhook server running in this process on an ephemeral port, serving a
+/// manifest written into its own temporary directory.
+pub struct TestServer {
+    pub addr: SocketAddr,
+    pub dir: tempfile::TempDir,
+    pub manifest_path: PathBuf,
+    runtime: Option<tokio::runtime::Runtime>,
+}
+
+impl Drop for TestServer {
+    /// Tests drop servers from async code; shut the runtime down without blocking.
+    fn drop(&mut self) {
+        if let Some(rt) = self.runtime.take() {
+            rt.shutdown_background();
+        }
+    }
+}
+
+impl TestServer {
+    /// Start a server on `manifest` (TOML text). `{dir}` in the text is
+    /// replaced by the server's temporary directory, `{hooks}` by the directory
+    /// of the built hook modules.
+    pub fn start(manifest: &str) -> Result<TestServer, String> {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let manifest_path = dir.path().join("manifest.toml");
+        std::fs::write(&manifest_path, expand(manifest, dir.path())).expect("write manifest");
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .enable_all()
+            .build()
+            .expect("runtime");
+        let services = tokenhook::pipeline::Services {
+            engine: tokenhook::engine::HookEngine::new(Default::default()),
+            secret_store: None,
+        };
+        let path = manifest_path.clone();
+        // On a thread of its own: callers may be inside another runtime.
+        let start = async move {
+            let issuer = tokenhook::pipeline::Issuer::load(&path, &services)
+                .await
+                .map_err(|e| e.to_string())?;
+            let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+                .await
+                .expect("bind");
+            let addr = listener.local_addr().expect("addr");
+            let current = tokenhook::http::CurrentIssuer::new(issuer);
+            tokio::spawn(tokenhook::serve::serve(listener, path, services, current));
+            Ok::<_, String>(addr)
+        };
+        let addr = std::thread::scope(|s| {
+            s.spawn(|| runtime.block_on(start))
+                .join()
+                .expect("server start")
+        })?;
+        Ok(TestServer {
+            addr,
+            dir,
+            manifest_path,
+            runtime: Some(runtime),
+        })
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("http://{}{path}", self.addr)
+    }
+
+    /// Replace the manifest on disk (the server notices and reloads).
+    pub fn rewrite_manifest(&self, manifest: &str) {
+        let tmp = self.dir.path().join("manifest.toml.new");
+        std::fs::write(&tmp, expand(manifest, self.dir.path())).expect("write manifest");
+        std::fs::rename(&tmp, &self.manifest_path).expect("replace manifest");
+    }
+}
+
+fn expand(manifest: &str, dir: &Path) -> String {
+    manifest
+        .replace("{dir}", &dir.display().to_string())
+        .replace("{hooks}", &hooks_dir().display().to_string())
+}
+
+/// A token request's HTTP outcome.
+#[derive(Debug)]
+pub struct Reply {
+    pub status: u16,
+    pub headers: reqwest::header::HeaderMap,
+    pub body: Value,
+}
+
+/// POST a form to the token endpoint, optionally with Basic credentials.
+pub async fn post_token(
+    server: &TestServer,
+    basic: Option<(&str, &str)>,
+    form: &[(&str, &str)],
+) -> Reply {
+    let client = reqwest::Client::new();
+    let mut req = client.post(server.url("/oauth/token")).form(form);
+    if let Some((id, secret)) = basic {
+        req = req.basic_auth(id, Some(secret));
+    }
+    let resp = req.send().await.expect("token request");
+    let status = resp.status().as_u16();
+    let headers = resp.headers().clone();
+    let body = resp.json().await.unwrap_or(Value::Null);
+    Reply {
+        status,
+        headers,
+        body,
+    }
+}
+
+pub async fn get_json(server: &TestServer, path: &str) -> Value {
+    reqwest::get(server.url(path))
+        .await
+        .expect("GET")
+        .json()
+        .await
+        .expect("JSON body")
+}

@@ -1,0 +1,42 @@
+//! The embedded default works: a token from the example manifest, verified
+//! against the JWKS by an independent JOSE implementation.
+
+use tokenhook_tests::{TestServer, get_json, hook_wasm, jose, post_token};
+
+#[tokio::test(flavor = "multi_thread")]
+async fn example_manifest_issues_a_verifiable_token() {
+    hook_wasm("tenant_claims");
+    let text =
+        std::fs::read_to_string(tokenhook_tests::workspace_root().join("examples/manifest.toml"))
+            .unwrap();
+    // Same manifest, but hooks from the absolute build dir and a key in the temp dir.
+    let text = text
+        .replace("../target/hooks/wasm32-unknown-unknown/hook", "{hooks}")
+        .replace("~/.tokenhook/dev-key.pem", "{dir}/dev-key.pem");
+    let server = TestServer::start(&text).unwrap();
+    let reply = post_token(
+        &server,
+        Some(("demo-client", "demo-secret")),
+        &[
+            ("grant_type", "client_credentials"),
+            ("audience", "https://api.example.com"),
+        ],
+    )
+    .await;
+    assert_eq!(reply.status, 200, "{:?}", reply.body);
+    assert_eq!(reply.headers["cache-control"], "no-store");
+    assert_eq!(reply.body["token_type"], "Bearer");
+    let jwks = get_json(&server, "/.well-known/jwks.json").await;
+    let claims = jose::verify(
+        reply.body["access_token"].as_str().unwrap(),
+        &jwks,
+        "http://127.0.0.1:8080/",
+        "https://api.example.com",
+    )
+    .unwrap();
+    assert_eq!(claims["sub"], "demo-client");
+    assert_eq!(claims["client_id"], "demo-client");
+    assert_eq!(claims["https://example.com/tenant"], "acme");
+    // Free plan: the tenant-claims hook removed the write scope.
+    assert_eq!(claims["scope"], "read:orders read:status");
+}
