@@ -25,6 +25,8 @@
 //! The same types are the host's wire types: the tokenhook runtime depends on
 //! this crate, so the contract is defined in exactly one place.
 
+#[doc(hidden)]
+pub mod alloc;
 mod decision;
 #[doc(hidden)]
 pub mod guest;
@@ -32,6 +34,11 @@ pub mod testing;
 pub mod wire;
 
 pub use decision::Decision;
+
+/// Hooks allocate with a bump allocator: each call's instance is discarded.
+#[cfg(target_arch = "wasm32")]
+#[global_allocator]
+static ALLOCATOR: alloc::BumpAlloc = alloc::BumpAlloc::new();
 pub use guest::log;
 pub use wire::*;
 

@@ -269,6 +269,22 @@ impl HookModule {
         }
     }
 
+    /// Create (and drop) a fresh instance without calling the hook: the fixed
+    /// cost of every call, for benchmarks and readiness checks.
+    pub fn instantiate_only(&self) -> Result<(), HookFailure> {
+        let mut store = Store::new(&self.engine, CallState::new(&self.limits));
+        store.limiter(|state| &mut state.limiter);
+        store
+            .set_fuel(self.limits.fuel)
+            .map_err(|e| self.classify(e, &store))?;
+        store.set_epoch_deadline(deadline_ticks(self.limits.timeout));
+        store.epoch_deadline_trap();
+        self.pre
+            .instantiate(&mut store)
+            .map_err(|e| self.classify(e, &store))?;
+        Ok(())
+    }
+
     fn run(&self, store: &mut Store<CallState>, input: &[u8]) -> Result<Vec<Command>, HookFailure> {
         if input.len() as u64 > self.limits.max_input {
             return Err(HookFailure::new(
