@@ -174,3 +174,18 @@ pub async fn get_json(server: &TestServer, path: &str) -> Value {
         .await
         .expect("JSON body")
 }
+
+/// The `tokenhook` binary of this workspace (debug), built on first use.
+pub fn tokenhook_bin() -> PathBuf {
+    static BUILT: OnceLock<()> = OnceLock::new();
+    BUILT.get_or_init(|| {
+        let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+        let status = Command::new(cargo)
+            .args(["build", "-p", "tokenhook", "--bin", "tokenhook"])
+            .current_dir(workspace_root())
+            .status()
+            .expect("run cargo build");
+        assert!(status.success(), "building the tokenhook binary failed");
+    });
+    workspace_root().join("target/debug/tokenhook")
+}

@@ -26,16 +26,21 @@ impl ModuleCache {
         }
     }
 
-    /// The compiled module for `bytes`, from memory, disk, or Cranelift.
+    /// The compiled module for `bytes` on `engine` (identified by `engine_id`),
+    /// from memory, disk, or Cranelift.
     /// Returns the module and whether it had to be compiled.
     pub fn get_or_compile(
         &self,
         engine: &Engine,
+        engine_id: u64,
         sha256: &str,
         bytes: &[u8],
     ) -> wasmtime::Result<(Module, bool)> {
         let key = format!("{sha256}-{:016x}", engine_fingerprint(engine));
-        if let Some(module) = self.memory.lock().expect("cache lock").get(&key) {
+        // A `Module` belongs to the engine that made it; on disk, any
+        // compatible engine can load the artifact.
+        let memory_key = format!("{key}-{engine_id}");
+        if let Some(module) = self.memory.lock().expect("cache lock").get(&memory_key) {
             return Ok((module.clone(), false));
         }
         let path = self.dir.as_ref().map(|d| d.join(format!("{key}.cwasm")));
@@ -46,7 +51,7 @@ impl ModuleCache {
             // engine with the same fingerprint into a directory only we can
             // write (see the type's docs); wasmtime checks version and config.
             if let Ok(module) = unsafe { Module::deserialize_file(engine, path) } {
-                self.remember(key, &module);
+                self.remember(memory_key, &module);
                 return Ok((module, false));
             }
         }
@@ -56,7 +61,7 @@ impl ModuleCache {
         if let Some(path) = &path {
             write_artifact(path, &compiled);
         }
-        self.remember(key, &module);
+        self.remember(memory_key, &module);
         Ok((module, true))
     }
 

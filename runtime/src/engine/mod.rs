@@ -133,7 +133,7 @@ impl HookEngine {
         let (module, _compiled) = self
             .inner
             .cache
-            .get_or_compile(&engine, &sha256, &binary)
+            .get_or_compile(&engine, limits.stack, &sha256, &binary)
             .map_err(|e| HookFailure::new(FailureKind::InvalidModule, format!("{e:#}")))?;
         let mut linker = Linker::<CallState>::new(&engine);
         linker

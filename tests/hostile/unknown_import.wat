@@ -1,0 +1,8 @@
+;; Imports from a module the host does not provide. Expected: refused at load,
+;; forbidden_import naming evil.syscall.
+(module
+  (import "evil" "syscall" (func (param i32) (result i32)))
+  (memory (export "memory") 1)
+  (func (export "tokenhook_abi_v1"))
+  (func (export "tokenhook_alloc") (param i32) (result i32) i32.const 1024)
+  (func (export "tokenhook_run") (param i32 i32) (result i64) (i64.const 0)))
