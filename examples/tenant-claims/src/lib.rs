@@ -22,7 +22,12 @@ pub fn tenant_claims(event: &Event) -> Result<Decision, HookError> {
     if let Some(plan) = metadata.get("plan") {
         decision.set_claim(format!("{namespace}plan"), plan);
         if plan == "free" {
-            for scope in event.token.scopes.iter().filter(|s| s.starts_with("write:")) {
+            for scope in event
+                .token
+                .scopes
+                .iter()
+                .filter(|s| s.starts_with("write:"))
+            {
                 log(LogLevel::Info, &format!("free plan: removing {scope}"));
                 decision.remove_scope(scope.as_str());
             }
@@ -45,8 +50,14 @@ mod tests {
             .client_metadata("plan", "pro")
             .build();
         let decision = tenant_claims(&event).unwrap();
-        assert_eq!(decision.claim("https://example.com/tenant"), Some(&json!("acme")));
-        assert_eq!(decision.claim("https://example.com/plan"), Some(&json!("pro")));
+        assert_eq!(
+            decision.claim("https://example.com/tenant"),
+            Some(&json!("acme"))
+        );
+        assert_eq!(
+            decision.claim("https://example.com/plan"),
+            Some(&json!("pro"))
+        );
         assert!(!decision.removes_scope("write:orders"));
     }
 
@@ -81,6 +92,10 @@ mod tests {
 
     #[test]
     fn no_metadata_no_changes() {
-        assert!(tenant_claims(&EventBuilder::new().build()).unwrap().is_empty());
+        assert!(
+            tenant_claims(&EventBuilder::new().build())
+                .unwrap()
+                .is_empty()
+        );
     }
 }
