@@ -6,13 +6,18 @@ use tokenhook_tests::{TestServer, get_json, hook_wasm, jose, post_token};
 #[tokio::test(flavor = "multi_thread")]
 async fn example_manifest_issues_a_verifiable_token() {
     hook_wasm("tenant_claims");
+    let examples = tokenhook_tests::workspace_root().join("examples");
     let text =
         std::fs::read_to_string(tokenhook_tests::workspace_root().join("examples/manifest.toml"))
             .unwrap();
     // Same manifest, but hooks from the absolute build dir and a key in the temp dir.
     let text = text
         .replace("../target/hooks/wasm32-unknown-unknown/hook", "{hooks}")
-        .replace("~/.tokenhook/dev-key.pem", "{dir}/dev-key.pem");
+        .replace("~/.tokenhook/dev-key.pem", "{dir}/dev-key.pem")
+        .replace(
+            "\"dev-hmac-key.txt\"",
+            &format!("{:?}", examples.join("dev-hmac-key.txt")),
+        );
     let server = TestServer::start(&text).unwrap();
     let reply = post_token(
         &server,
@@ -39,4 +44,27 @@ async fn example_manifest_issues_a_verifiable_token() {
     assert_eq!(claims["https://example.com/tenant"], "acme");
     // Free plan: the tenant-claims hook removed the write scope.
     assert_eq!(claims["scope"], "read:orders read:status");
+    // signed-claim: HMAC-SHA256 of "demo-client\nhttps://api.example.com" with the dev key,
+    // computed independently with Python's hmac module.
+    assert_eq!(
+        claims["https://example.com/client_sig"],
+        "1237d9d37297539261133ceb41bac4658f4fd15cd20e2b8e35374020b64cc8a7"
+    );
+
+    // deny-list: the revoked client is refused with the hook's description.
+    let denied = post_token(
+        &server,
+        Some(("revoked-client", "revoked-secret")),
+        &[
+            ("grant_type", "client_credentials"),
+            ("audience", "https://api.example.com"),
+        ],
+    )
+    .await;
+    assert_eq!(denied.status, 403, "{:?}", denied.body);
+    assert_eq!(denied.body["error"], "access_denied");
+    assert_eq!(
+        denied.body["error_description"],
+        "access from this client or network is blocked"
+    );
 }

@@ -1,0 +1,171 @@
+//! Denies requests from listed clients or source addresses.
+//!
+//! Config:
+//! ```json
+//! { "clients": ["retired-client"], "ips": ["192.0.2.7", "10.0.0.0/8", "2001:db8::/32"],
+//!   "description": "access from this client or network is blocked" }
+//! ```
+//! A listed client id, or a source IP equal to an entry or inside a CIDR
+//! range, gets `access_denied`. Without an IP in the request only the client
+//! list applies. A config that cannot be read fails the hook (fail closed).
+
+use std::net::IpAddr;
+
+use serde::Deserialize;
+use tokenhook_sdk::prelude::*;
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    #[serde(default)]
+    pub clients: Vec<String>,
+    #[serde(default)]
+    pub ips: Vec<String>,
+    #[serde(default)]
+    pub description: Option<String>,
+}
+
+/// An address or a CIDR range.
+#[derive(Debug, PartialEq)]
+pub struct Net {
+    addr: IpAddr,
+    prefix: u32,
+}
+
+impl Net {
+    pub fn parse(text: &str) -> Result<Net, HookError> {
+        let bad = || HookError::new(format!("`{text}` is not an IP address or CIDR range"));
+        let (addr, prefix) = match text.split_once('/') {
+            Some((a, p)) => (a, Some(p.parse::<u32>().map_err(|_| bad())?)),
+            None => (text, None),
+        };
+        let addr: IpAddr = addr.trim().parse().map_err(|_| bad())?;
+        let max = if addr.is_ipv4() { 32 } else { 128 };
+        let prefix = prefix.unwrap_or(max);
+        if prefix > max {
+            return Err(bad());
+        }
+        Ok(Net { addr, prefix })
+    }
+
+    pub fn contains(&self, ip: IpAddr) -> bool {
+        fn masked(bits: u128, prefix: u32, width: u32) -> u128 {
+            if prefix == 0 {
+                0
+            } else {
+                bits >> (width - prefix)
+            }
+        }
+        match (self.addr, ip) {
+            (IpAddr::V4(net), IpAddr::V4(ip)) => {
+                masked(u32::from(net) as u128, self.prefix, 32)
+                    == masked(u32::from(ip) as u128, self.prefix, 32)
+            }
+            (IpAddr::V6(net), IpAddr::V6(ip)) => {
+                masked(u128::from(net), self.prefix, 128)
+                    == masked(u128::from(ip), self.prefix, 128)
+            }
+            // An IPv4-mapped IPv6 peer is matched as IPv4.
+            (IpAddr::V4(_), IpAddr::V6(ip)) => ip
+                .to_ipv4_mapped()
+                .is_some_and(|v4| self.contains(IpAddr::V4(v4))),
+            _ => false,
+        }
+    }
+}
+
+pub fn deny_list(event: &Event) -> Result<Decision, HookError> {
+    if event.config.is_null() {
+        return Err(HookError::new(
+            "deny-list needs a config with `clients` and/or `ips`",
+        ));
+    }
+    let config: Config = event.config_as()?;
+    let nets = config
+        .ips
+        .iter()
+        .map(|s| Net::parse(s))
+        .collect::<Result<Vec<_>, _>>()?;
+    let description = config
+        .description
+        .as_deref()
+        .unwrap_or("access from this client or network is blocked");
+    let mut decision = Decision::new();
+    if config.clients.contains(&event.client.id) {
+        log(
+            LogLevel::Info,
+            &format!("client {} is on the deny list", event.client.id),
+        );
+        decision.deny(description);
+        return Ok(decision);
+    }
+    if let Some(ip) = &event.context.ip {
+        let ip: IpAddr = ip
+            .parse()
+            .map_err(|_| HookError::new(format!("request IP `{ip}` is not an address")))?;
+        if let Some(net) = nets.iter().find(|n| n.contains(ip)) {
+            log(
+                LogLevel::Info,
+                &format!("source {ip} is inside {}/{}", net.addr, net.prefix),
+            );
+            decision.deny(description);
+        }
+    }
+    Ok(decision)
+}
+
+export_hook!(deny_list);
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tokenhook_sdk::testing::EventBuilder;
+
+    fn config() -> Value {
+        json!({"clients": ["retired"], "ips": ["192.0.2.7", "10.0.0.0/8", "2001:db8::/32"]})
+    }
+
+    #[test]
+    fn listed_clients_are_denied() {
+        let e = EventBuilder::new()
+            .client_id("retired")
+            .config(config())
+            .build();
+        let d = deny_list(&e).unwrap();
+        assert_eq!(d.denial().unwrap().error, DenyCode::AccessDenied);
+    }
+
+    #[test]
+    fn exact_ips_and_ranges_of_both_families_are_denied() {
+        for ip in ["192.0.2.7", "10.1.2.3", "2001:db8::1", "::ffff:10.9.9.9"] {
+            let e = EventBuilder::new().ip(ip).config(config()).build();
+            assert!(deny_list(&e).unwrap().denial().is_some(), "{ip}");
+        }
+        for ip in ["192.0.2.8", "11.0.0.1", "2001:db9::1"] {
+            let e = EventBuilder::new().ip(ip).config(config()).build();
+            assert!(deny_list(&e).unwrap().is_empty(), "{ip}");
+        }
+    }
+
+    #[test]
+    fn no_ip_means_only_the_client_list_applies() {
+        let e = EventBuilder::new().config(config()).build();
+        assert!(deny_list(&e).unwrap().is_empty());
+    }
+
+    #[test]
+    fn a_missing_or_broken_config_fails_closed() {
+        assert!(deny_list(&EventBuilder::new().build()).is_err());
+        let e = EventBuilder::new()
+            .config(json!({"ips": ["10.0.0.0/33"]}))
+            .build();
+        assert!(deny_list(&e).unwrap_err().message.contains("10.0.0.0/33"));
+    }
+
+    #[test]
+    fn prefix_zero_matches_everything_of_its_family() {
+        let any4 = Net::parse("0.0.0.0/0").unwrap();
+        assert!(any4.contains("203.0.113.1".parse().unwrap()));
+        assert!(!any4.contains("2001:db8::1".parse().unwrap()));
+    }
+}

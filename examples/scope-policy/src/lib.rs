@@ -1,0 +1,174 @@
+//! A scope policy: write scopes only for qualifying clients, plus scopes every
+//! token for this API should carry.
+//!
+//! Config:
+//! ```json
+//! { "write_requires": { "metadata_key": "tier", "values": ["gold", "platinum"] },
+//!   "add_scopes": ["read:status"] }
+//! ```
+//! Every `write:*` scope is removed unless the client's metadata value for
+//! `metadata_key` is one of `values` (no `write_requires`: writes are kept).
+//! Each of `add_scopes` is added if the API defines it and the client was
+//! granted it (the host refuses anything else); others are skipped with a
+//! warning in the log.
+
+use serde::Deserialize;
+use tokenhook_sdk::prelude::*;
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    #[serde(default)]
+    pub write_requires: Option<Condition>,
+    #[serde(default)]
+    pub add_scopes: Vec<String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Condition {
+    pub metadata_key: String,
+    pub values: Vec<String>,
+}
+
+pub fn scope_policy(event: &Event) -> Result<Decision, HookError> {
+    let config: Config = if event.config.is_null() {
+        Config::default()
+    } else {
+        event.config_as()?
+    };
+    let mut decision = Decision::new();
+    if let Some(cond) = &config.write_requires {
+        let qualifies = event
+            .client
+            .metadata
+            .get(&cond.metadata_key)
+            .is_some_and(|v| cond.values.contains(v));
+        if !qualifies {
+            for scope in event
+                .token
+                .scopes
+                .iter()
+                .filter(|s| s.starts_with("write:"))
+            {
+                log(
+                    LogLevel::Info,
+                    &format!(
+                        "{} not in {:?}: removing {scope}",
+                        cond.metadata_key, cond.values
+                    ),
+                );
+                decision.remove_scope(scope.as_str());
+            }
+        }
+    }
+    for scope in &config.add_scopes {
+        if !event.api.scopes.contains(scope) {
+            log(
+                LogLevel::Warn,
+                &format!("the API does not define {scope}; not adding it"),
+            );
+        } else if !event.granted_scopes.contains(scope) {
+            log(
+                LogLevel::Info,
+                &format!("{scope} is not granted to this client; not adding it"),
+            );
+        } else if !event.token.scopes.contains(scope) {
+            decision.add_scope(scope.as_str());
+        }
+    }
+    Ok(decision)
+}
+
+export_hook!(scope_policy);
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tokenhook_sdk::testing::{self, EventBuilder};
+
+    fn config() -> Value {
+        json!({"write_requires": {"metadata_key": "tier", "values": ["gold"]}, "add_scopes": ["read:status", "read:unknown"]})
+    }
+
+    fn event(tier: Option<&str>) -> Event {
+        let mut b = EventBuilder::new()
+            .api(
+                "https://api.example.com",
+                [
+                    "read:orders",
+                    "write:orders",
+                    "write:refunds",
+                    "read:status",
+                ],
+            )
+            .scopes(["read:orders", "write:orders", "write:refunds"])
+            .granted_scopes([
+                "read:orders",
+                "write:orders",
+                "write:refunds",
+                "read:status",
+            ])
+            .config(config());
+        if let Some(t) = tier {
+            b = b.client_metadata("tier", t);
+        }
+        b.build()
+    }
+
+    #[test]
+    fn non_qualifying_clients_lose_every_write_scope() {
+        let d = scope_policy(&event(Some("silver"))).unwrap();
+        assert!(d.removes_scope("write:orders") && d.removes_scope("write:refunds"));
+        assert!(!d.removes_scope("read:orders"));
+        let d = scope_policy(&event(None)).unwrap();
+        assert!(d.removes_scope("write:orders"));
+    }
+
+    #[test]
+    fn qualifying_clients_keep_writes() {
+        let d = scope_policy(&event(Some("gold"))).unwrap();
+        assert!(!d.removes_scope("write:orders"));
+    }
+
+    #[test]
+    fn adds_only_scopes_the_api_defines() {
+        let d = scope_policy(&event(Some("gold"))).unwrap();
+        assert!(d.adds_scope("read:status"));
+        assert!(!d.adds_scope("read:unknown"));
+        assert!(
+            testing::take_logs()
+                .iter()
+                .any(|l| l.level == LogLevel::Warn && l.message.contains("read:unknown"))
+        );
+    }
+
+    #[test]
+    fn never_adds_a_scope_the_client_was_not_granted() {
+        let mut e = event(Some("gold"));
+        e.granted_scopes.retain(|s| s != "read:status");
+        assert!(!scope_policy(&e).unwrap().adds_scope("read:status"));
+    }
+
+    #[test]
+    fn a_malformed_config_is_an_error_not_a_guess() {
+        let e = EventBuilder::new()
+            .config(json!({"write_requires": "gold"}))
+            .build();
+        assert!(
+            scope_policy(&e)
+                .unwrap_err()
+                .message
+                .contains("invalid hook config")
+        );
+    }
+
+    #[test]
+    fn round_trips_through_json() {
+        let out = testing::run_through_json(scope_policy, &event(None));
+        let tokenhook_sdk::HookOutput::Commands(cmds) = out else {
+            panic!("{out:?}")
+        };
+        assert!(cmds.contains(&Command::AddScope("read:status".into())));
+    }
+}
