@@ -35,6 +35,7 @@ impl Changes {
     }
 }
 
+#[derive(Debug)]
 pub enum Applied {
     Changed(TokenState, Changes),
     Denied(Deny),
