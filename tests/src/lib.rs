@@ -79,7 +79,16 @@ impl TestServer {
     /// replaced by the server's temporary directory, `{hooks}` by the directory
     /// of the built hook modules.
     pub fn start(manifest: &str) -> Result<TestServer, String> {
+        Self::start_with_files(manifest, &[])
+    }
+
+    /// Like [`TestServer::start`], first writing `files` (name, contents)
+    /// into the server's directory, e.g. wat hooks or secret files.
+    pub fn start_with_files(manifest: &str, files: &[(&str, &str)]) -> Result<TestServer, String> {
         let dir = tempfile::tempdir().expect("tempdir");
+        for (name, contents) in files {
+            std::fs::write(dir.path().join(name), contents).expect("write file");
+        }
         let manifest_path = dir.path().join("manifest.toml");
         std::fs::write(&manifest_path, expand(manifest, dir.path())).expect("write manifest");
         let runtime = tokio::runtime::Builder::new_multi_thread()
@@ -188,4 +197,99 @@ pub fn tokenhook_bin() -> PathBuf {
         assert!(status.success(), "building the tokenhook binary failed");
     });
     workspace_root().join("target/debug/tokenhook")
+}
+
+/// A client secret and its manifest hash (`sha256:`), fixed for readable tests.
+pub const CLIENT_SECRET: &str = "test-secret-0123456789abcdefghijklmnopqrstuv";
+
+pub fn client_secret_hash() -> String {
+    format!(
+        "sha256:{}",
+        tokenhook::engine::sha256_hex(CLIENT_SECRET.as_bytes())
+    )
+}
+
+/// A manifest for tests: issuer `https://issuer.test/`, API
+/// `https://api.test` (scopes read:a write:a admin:a read:b), API
+/// `https://other.test` (scope read:o), clients `app` (metadata tenant=acme,
+/// plan=free; granted read:a write:a read:b on api.test) and `ops` (granted
+/// read:o on other.test), both with [`CLIENT_SECRET`]; then `hooks` (TOML).
+pub fn manifest(hooks: &str) -> String {
+    let hash = client_secret_hash();
+    format!(
+        r#"issuer = "https://issuer.test/"
+token_lifetime = "10m"
+keys = {{ source = "file", path = "{{dir}}/key.pem" }}
+
+[policy]
+claim_namespaces = ["https://claims.test/"]
+
+[[apis]]
+identifier = "https://api.test"
+scopes = ["read:a", "write:a", "admin:a", "read:b"]
+
+[[apis]]
+identifier = "https://other.test"
+scopes = ["read:o"]
+
+[[clients]]
+id = "app"
+secret_hash = "{hash}"
+metadata = {{ tenant = "acme", plan = "free" }}
+
+[[clients]]
+id = "ops"
+secret_hash = "{hash}"
+
+[[grants]]
+client = "app"
+api = "https://api.test"
+scopes = ["read:a", "write:a", "read:b"]
+
+[[grants]]
+client = "ops"
+api = "https://other.test"
+scopes = ["read:o"]
+
+{hooks}
+"#
+    )
+}
+
+/// Request a token for `app` on `https://api.test` with Basic auth and `extra` form fields.
+pub async fn app_token(server: &TestServer, extra: &[(&str, &str)]) -> Reply {
+    let mut form = vec![
+        ("grant_type", "client_credentials"),
+        ("audience", "https://api.test"),
+    ];
+    form.extend_from_slice(extra);
+    post_token(server, Some(("app", CLIENT_SECRET)), &form).await
+}
+
+/// Verify a successful reply's token against the server's JWKS; returns the claims.
+pub async fn verified_claims(server: &TestServer, reply: &Reply, audience: &str) -> Value {
+    assert_eq!(reply.status, 200, "expected a token: {}", reply.body);
+    let jwks = get_json(server, "/.well-known/jwks.json").await;
+    jose::verify(
+        reply.body["access_token"].as_str().expect("access_token"),
+        &jwks,
+        "https://issuer.test/",
+        audience,
+    )
+    .expect("token verifies against the JWKS")
+}
+
+/// A contract-v1 hook in wat text that ignores its input and returns `output`
+/// (JSON text) verbatim.
+pub fn fixed_output_hook(output: &str) -> String {
+    let escaped = output.replace('\\', "\\\\").replace('"', "\\\"");
+    let packed = (16u64 << 32) | output.len() as u64;
+    format!(
+        r#"(module
+  (memory (export "memory") 1)
+  (data (i32.const 16) "{escaped}")
+  (func (export "tokenhook_abi_v1"))
+  (func (export "tokenhook_alloc") (param i32) (result i32) i32.const 4096)
+  (func (export "tokenhook_run") (param i32 i32) (result i64) (i64.const {packed})))"#
+    )
 }
