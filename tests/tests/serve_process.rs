@@ -1,0 +1,189 @@
+//! `tokenhook serve` as a process: the banner, structured JSON logs that
+//! explain each hook (changes by claim name, never values; failures by kind
+//! and cause), SIGHUP reload, clean shutdown on SIGTERM.
+
+use std::io::{BufRead, BufReader};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+use tokenhook_tests::{
+    CLIENT_SECRET, fixed_output_hook, hook_wasm, hooks_dir, manifest, tokenhook_bin,
+};
+
+struct Server {
+    child: Child,
+    addr: String,
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn spawn(dir: &std::path::Path) -> Server {
+    let mut child = Command::new(tokenhook_bin())
+        .args(["serve", "--listen", "127.0.0.1:0", "--manifest"])
+        .arg(dir.join("manifest.toml"))
+        .env("RUST_LOG", "info")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut first = String::new();
+    BufReader::new(child.stdout.as_mut().unwrap())
+        .read_line(&mut first)
+        .unwrap();
+    let addr = first
+        .split("http://")
+        .nth(1)
+        .and_then(|rest| rest.split_whitespace().next())
+        .unwrap_or_else(|| panic!("banner: {first}"))
+        .to_string();
+    Server { child, addr }
+}
+
+fn signal(child: &Child, sig: &str) {
+    let status = Command::new("kill")
+        .args([sig, &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(status.success());
+}
+
+async fn token(addr: &str) -> (u16, Value) {
+    let resp = reqwest::Client::new()
+        .post(format!("http://{addr}/oauth/token"))
+        .basic_auth("app", Some(CLIENT_SECRET))
+        .form(&[
+            ("grant_type", "client_credentials"),
+            ("audience", "https://api.test"),
+        ])
+        .send()
+        .await
+        .unwrap();
+    (resp.status().as_u16(), resp.json().await.unwrap())
+}
+
+fn write_manifest(dir: &std::path::Path, hooks: &str) {
+    let text = manifest(hooks)
+        .replace("{dir}", &dir.display().to_string())
+        .replace("{hooks}", &hooks_dir().display().to_string());
+    std::fs::write(dir.join("manifest.toml"), text).unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn logs_explain_every_hook_and_sighup_reloads() {
+    hook_wasm("tenant_claims");
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(
+        dir.path().join("broken.wat"),
+        fixed_output_hook(r#"{"commands":[{"set_claim":{"name":"sub","value":"root"}}]}"#),
+    )
+    .unwrap();
+    let hooks = r#"
+[[hooks]]
+name = "tenant"
+module = "{hooks}/tenant_claims.wasm"
+capabilities = { claims = ["https://claims.test/"], scopes = ["write:*"] }
+config = { namespace = "https://claims.test/" }
+
+[[hooks]]
+name = "broken"
+module = "{dir}/broken.wat"
+on_error = "skip"
+capabilities = { claims = ["https://claims.test/"] }
+"#;
+    write_manifest(dir.path(), hooks);
+    let mut server = spawn(dir.path());
+    let (status, body) = token(&server.addr).await;
+    assert_eq!(status, 200, "{body}");
+
+    // Logs arrive on stderr line by line; collect them on a thread.
+    let (tx, rx) = std::sync::mpsc::channel::<String>();
+    let stderr = BufReader::new(server.child.stderr.take().unwrap());
+    let reader = std::thread::spawn(move || {
+        for line in stderr.lines().map_while(Result::ok) {
+            let _ = tx.send(line);
+        }
+    });
+    let mut log = String::new();
+    let wait_for = |needle: &str, log: &mut String| {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while Instant::now() < deadline {
+            if let Ok(line) = rx.recv_timeout(Duration::from_millis(100)) {
+                let hit = line.contains(needle);
+                log.push_str(&line);
+                log.push('\n');
+                if hit {
+                    return;
+                }
+            }
+        }
+        panic!("no log line with `{needle}` in:\n{log}");
+    };
+    wait_for("token issued", &mut log);
+
+    // Reload on SIGHUP, without any file change.
+    signal(&server.child, "-HUP");
+    wait_for("manifest reloaded", &mut log);
+    assert_eq!(token(&server.addr).await.0, 200);
+
+    signal(&server.child, "-TERM");
+    let exit = server.child.wait().unwrap();
+    assert!(exit.success(), "clean shutdown on SIGTERM: {exit:?}");
+    reader.join().unwrap();
+    log.extend(rx.try_iter().map(|l| l + "\n"));
+
+    let lines: Vec<Value> = log
+        .lines()
+        .filter_map(|l| serde_json::from_str(l).ok())
+        .collect();
+    assert!(!lines.is_empty(), "logs are JSON lines: {log}");
+    let find = |message: &'static str| {
+        lines
+            .iter()
+            .filter(move |l| l["fields"]["message"] == message)
+    };
+    let applied = find("hook applied")
+        .next()
+        .unwrap_or_else(|| panic!("no `hook applied` in {log}"));
+    assert_eq!(applied["fields"]["hook"], "tenant");
+    assert!(
+        applied["fields"]["claims_set"]
+            .as_str()
+            .unwrap()
+            .contains("https://claims.test/tenant")
+    );
+    assert!(
+        applied["fields"]["scopes_removed"]
+            .as_str()
+            .unwrap()
+            .contains("write:a")
+    );
+    assert!(applied["fields"]["fuel_used"].as_u64().unwrap() > 0);
+    assert!(applied["fields"]["duration_us"].is_u64());
+    let failed = find("hook failed; its changes were skipped")
+        .next()
+        .unwrap_or_else(|| panic!("{log}"));
+    assert_eq!(failed["fields"]["hook"], "broken");
+    assert_eq!(failed["fields"]["kind"], "policy_violation");
+    assert!(
+        failed["fields"]["cause"]
+            .as_str()
+            .unwrap()
+            .contains("reserved claim")
+    );
+    assert!(
+        find("manifest reloaded").any(|l| l["fields"]["reason"] == "SIGHUP"),
+        "{log}"
+    );
+    // Claim values are never logged, nor the client secret.
+    assert!(
+        !log.contains("acme") && !log.contains("root"),
+        "values leaked into logs"
+    );
+    assert!(!log.contains(CLIENT_SECRET));
+}
