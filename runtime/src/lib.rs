@@ -1,12 +1,14 @@
 //! tokenhook: an OAuth 2.0 client-credentials token issuer whose tokens are
 //! customised by sandboxed WebAssembly hooks.
 
+pub mod aws;
 pub mod cli;
 pub mod clients;
 pub mod engine;
 pub mod hooks;
 pub mod http;
 pub mod keys;
+pub mod lambda;
 pub mod manifest;
 pub mod oauth;
 pub mod pipeline;

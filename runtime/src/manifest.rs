@@ -285,17 +285,89 @@ pub struct Checked {
     pub hook_limits: Vec<Limits>,
 }
 
+/// Deployment settings that replace the manifest's own, so one manifest
+/// serves every stage (on Lambda they come from the function's environment).
+#[derive(Clone, Debug, Default)]
+pub struct Overrides {
+    /// `TOKENHOOK_ISSUER`
+    pub issuer: Option<String>,
+    /// `TOKENHOOK_TOKEN_LIFETIME`: seconds, or a duration like "1h".
+    pub token_lifetime: Option<String>,
+    /// `TOKENHOOK_KEYSET_SECRET_ID`: sign with this Secrets Manager key set.
+    pub keyset_secret_id: Option<String>,
+}
+
+impl Overrides {
+    pub fn from_env() -> Self {
+        let var = |name: &str| std::env::var(name).ok().filter(|v| !v.trim().is_empty());
+        Overrides {
+            issuer: var("TOKENHOOK_ISSUER"),
+            token_lifetime: var("TOKENHOOK_TOKEN_LIFETIME").map(|v| {
+                if v.chars().all(|c| c.is_ascii_digit()) {
+                    format!("{v}s")
+                } else {
+                    v
+                }
+            }),
+            keyset_secret_id: var("TOKENHOOK_KEYSET_SECRET_ID"),
+        }
+    }
+
+    fn apply(&self, manifest: &mut Manifest) {
+        if let Some(issuer) = &self.issuer {
+            manifest.issuer = issuer.clone();
+        }
+        if let Some(lifetime) = &self.token_lifetime {
+            manifest.token_lifetime = lifetime.clone();
+        }
+        if let Some(secret_id) = &self.keyset_secret_id {
+            let (cache_ttl, max_stale) = match &manifest.keys {
+                KeysConfig::Secretsmanager {
+                    cache_ttl,
+                    max_stale,
+                    ..
+                } => (cache_ttl.clone(), max_stale.clone()),
+                KeysConfig::File { .. } => (None, None),
+            };
+            manifest.keys = KeysConfig::Secretsmanager {
+                secret_id: secret_id.clone(),
+                cache_ttl,
+                max_stale,
+            };
+        }
+    }
+}
+
 impl Manifest {
     /// Read and parse a manifest file; then [`Manifest::validate`] it.
     pub fn load(path: &Path) -> Result<(Manifest, Checked), ManifestError> {
+        Manifest::load_with(path, &Overrides::default())
+    }
+
+    /// [`Manifest::load`], with deployment `overrides` applied before validation.
+    pub fn load_with(
+        path: &Path,
+        overrides: &Overrides,
+    ) -> Result<(Manifest, Checked), ManifestError> {
         let text = std::fs::read_to_string(path).map_err(|e| ManifestError {
             file: path.to_path_buf(),
             field: String::new(),
             message: format!("cannot read: {e}"),
         })?;
-        let manifest = Manifest::parse(&text, path)?;
+        let mut manifest = Manifest::parse(&text, path)?;
+        overrides.apply(&mut manifest);
         let checked = manifest.validate()?;
         Ok((manifest, checked))
+    }
+
+    /// Whether loading this manifest reads AWS Secrets Manager.
+    pub fn needs_secret_store(&self) -> bool {
+        matches!(self.keys, KeysConfig::Secretsmanager { .. })
+            || self
+                .hooks
+                .iter()
+                .flat_map(|h| h.secrets.values())
+                .any(|s| matches!(s, SecretRef::SecretsManager(_)))
     }
 
     pub fn parse(text: &str, path: &Path) -> Result<Manifest, ManifestError> {

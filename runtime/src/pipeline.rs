@@ -14,8 +14,10 @@ use tokenhook_sdk::wire::{ABI_VERSION, Api, Client, Event, TokenState, Trigger};
 use crate::clients::{SecretHash, SecretVerifier};
 use crate::engine::HookEngine;
 use crate::hooks::{ChainHook, load_chain, log_hook_line};
-use crate::keys::{KeySet, KeySource, algorithm_name, parse_algorithm};
-use crate::manifest::{Checked, ClientConfig, KeysConfig, Manifest, ManifestError, OnError};
+use crate::keys::{KeySet, KeySource, algorithm_name, parse_algorithm, stored};
+use crate::manifest::{
+    Checked, ClientConfig, KeysConfig, Manifest, ManifestError, OnError, Overrides,
+};
 use crate::oauth::{ClientAuth, ErrorCode, OAuthError, TokenRequest, TokenResponse};
 use crate::policy::{self, Applied, Rules};
 use crate::secrets::SecretStore;
@@ -26,6 +28,19 @@ pub struct Services {
     pub engine: HookEngine,
     /// AWS Secrets Manager (or a stand-in); `None` when running without AWS.
     pub secret_store: Option<Arc<dyn SecretStore>>,
+    /// Deployment settings applied to every manifest this process loads.
+    pub overrides: Overrides,
+}
+
+impl Services {
+    /// Local services: a default engine, no AWS, no overrides.
+    pub fn local() -> Self {
+        Services {
+            engine: HookEngine::new(Default::default()),
+            secret_store: None,
+            overrides: Overrides::default(),
+        }
+    }
 }
 
 /// One loaded manifest, ready to issue tokens. Immutable: a reload builds a
@@ -43,7 +58,7 @@ pub struct Issuer {
 impl Issuer {
     /// Load a manifest in stages: parse → validate → key source → hooks.
     pub async fn load(path: &Path, services: &Services) -> Result<Issuer, ManifestError> {
-        let (manifest, checked) = Manifest::load(path)?;
+        let (manifest, checked) = Manifest::load_with(path, &services.overrides)?;
         Issuer::build(manifest, checked, services).await
     }
 
@@ -413,7 +428,7 @@ fn new_jti() -> String {
 
 async fn key_source(
     manifest: &Manifest,
-    _services: &Services,
+    services: &Services,
 ) -> Result<Arc<dyn KeySource>, ManifestError> {
     let err = |field: &str, message: String| ManifestError {
         file: manifest.path.clone(),
@@ -432,11 +447,34 @@ async fn key_source(
             .map_err(|e| err("keys.path", e.to_string()))?;
             Ok(Arc::new(source))
         }
-        KeysConfig::Secretsmanager { secret_id, .. } => Err(err(
-            "keys.secret_id",
-            format!(
-                "Secrets Manager key set `{secret_id}` needs AWS configuration, which this process does not have"
-            ),
-        )),
+        KeysConfig::Secretsmanager {
+            secret_id,
+            cache_ttl,
+            max_stale,
+        } => {
+            let Some(store) = services.secret_store.clone() else {
+                return Err(err(
+                    "keys.secret_id",
+                    format!(
+                        "Secrets Manager key set `{secret_id}` needs AWS configuration, which this process does not have"
+                    ),
+                ));
+            };
+            let duration = |value: &Option<String>, default| {
+                value
+                    .as_deref()
+                    .map(crate::units::parse_duration)
+                    .transpose()
+                    .map(|d| d.unwrap_or(default))
+            };
+            let ttl = duration(cache_ttl, stored::DEFAULT_CACHE_TTL)
+                .map_err(|e| err("keys.cache_ttl", e))?;
+            let max_stale = duration(max_stale, stored::DEFAULT_MAX_STALE)
+                .map_err(|e| err("keys.max_stale", e))?;
+            let source = stored::StoredSecretKeySource::open(store, secret_id, ttl, max_stale)
+                .await
+                .map_err(|e| err("keys.secret_id", e.to_string()))?;
+            Ok(Arc::new(source))
+        }
     }
 }

@@ -96,10 +96,7 @@ impl TestServer {
             .enable_all()
             .build()
             .expect("runtime");
-        let services = tokenhook::pipeline::Services {
-            engine: tokenhook::engine::HookEngine::new(Default::default()),
-            secret_store: None,
-        };
+        let services = tokenhook::pipeline::Services::local();
         let path = manifest_path.clone();
         // On a thread of its own: callers may be inside another runtime.
         let start = async move {
@@ -292,4 +289,85 @@ pub fn fixed_output_hook(output: &str) -> String {
   (func (export "tokenhook_alloc") (param i32) (result i32) i32.const 4096)
   (func (export "tokenhook_run") (param i32 i32) (result i64) (i64.const {packed})))"#
     )
+}
+
+/// `examples/manifest.toml` made runnable from any directory: hooks from the
+/// build directory (`{hooks}`), the dev key in the server's directory
+/// (`{dir}`), the dev HMAC key from `examples/`.
+pub fn example_manifest() -> String {
+    hook_wasm("tenant_claims");
+    let examples = workspace_root().join("examples");
+    std::fs::read_to_string(examples.join("manifest.toml"))
+        .expect("examples/manifest.toml")
+        .replace("../target/hooks/wasm32-unknown-unknown/hook", "{hooks}")
+        .replace("~/.tokenhook/dev-key.pem", "{dir}/dev-key.pem")
+        .replace(
+            "\"dev-hmac-key.txt\"",
+            &format!("{:?}", examples.join("dev-hmac-key.txt")),
+        )
+}
+
+/// Write `manifest` (with `{dir}` and `{hooks}` expanded) to `dir/manifest.toml`.
+pub fn write_manifest_in(dir: &Path, manifest: &str) -> PathBuf {
+    let path = dir.join("manifest.toml");
+    std::fs::write(&path, expand(manifest, dir)).expect("write manifest");
+    path
+}
+
+/// A child process in its own process group, killed with its children on drop.
+pub struct ChildGroup(pub std::process::Child);
+
+impl ChildGroup {
+    pub fn spawn(command: &mut Command) -> ChildGroup {
+        use std::os::unix::process::CommandExt;
+        ChildGroup(command.process_group(0).spawn().expect("spawn child"))
+    }
+}
+
+impl Drop for ChildGroup {
+    fn drop(&mut self) {
+        let _ = Command::new("kill")
+            .args(["-s", "KILL", "--", &format!("-{}", self.0.id())])
+            .status();
+        let _ = self.0.wait();
+    }
+}
+
+/// A free TCP port on 127.0.0.1.
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// Wait until something accepts connections on 127.0.0.1:`port`.
+pub fn wait_for_port(port: u16, timeout: std::time::Duration) -> bool {
+    let deadline = std::time::Instant::now() + timeout;
+    while std::time::Instant::now() < deadline {
+        if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
+            return true;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    false
+}
+
+/// A Python tool installed by `tests/run.sh` into `.venv` (or found on PATH).
+/// Under CI its absence is a failure; elsewhere the caller may skip.
+pub fn python_tool(name: &str) -> Option<PathBuf> {
+    let venv = workspace_root().join(".venv/bin").join(name);
+    if venv.exists() {
+        return Some(venv);
+    }
+    let found = std::env::var_os("PATH").and_then(|paths| {
+        std::env::split_paths(&paths)
+            .map(|p| p.join(name))
+            .find(|p| p.exists())
+    });
+    if found.is_none() && std::env::var_os("CI").is_some() {
+        panic!("{name} is missing: tests/run.sh installs it into .venv");
+    }
+    found
 }

@@ -19,10 +19,7 @@ async fn load_error(text: &str, files: &[(&str, &[u8])]) -> String {
         text.replace("{dir}", &dir.path().display().to_string()),
     )
     .unwrap();
-    let services = Services {
-        engine: tokenhook::engine::HookEngine::new(Default::default()),
-        secret_store: None,
-    };
+    let services = Services::local();
     match Issuer::load(&path, &services).await {
         Ok(_) => panic!("manifest should be refused:\n{text}"),
         Err(err) => {

@@ -1,23 +1,11 @@
 //! The embedded default works: a token from the example manifest, verified
 //! against the JWKS by an independent JOSE implementation.
 
-use tokenhook_tests::{TestServer, get_json, hook_wasm, jose, post_token};
+use tokenhook_tests::{TestServer, get_json, jose, post_token};
 
 #[tokio::test(flavor = "multi_thread")]
 async fn example_manifest_issues_a_verifiable_token() {
-    hook_wasm("tenant_claims");
-    let examples = tokenhook_tests::workspace_root().join("examples");
-    let text =
-        std::fs::read_to_string(tokenhook_tests::workspace_root().join("examples/manifest.toml"))
-            .unwrap();
-    // Same manifest, but hooks from the absolute build dir and a key in the temp dir.
-    let text = text
-        .replace("../target/hooks/wasm32-unknown-unknown/hook", "{hooks}")
-        .replace("~/.tokenhook/dev-key.pem", "{dir}/dev-key.pem")
-        .replace(
-            "\"dev-hmac-key.txt\"",
-            &format!("{:?}", examples.join("dev-hmac-key.txt")),
-        );
+    let text = tokenhook_tests::example_manifest();
     let server = TestServer::start(&text).unwrap();
     let reply = post_token(
         &server,

@@ -16,8 +16,9 @@ use clap::{Parser, Subcommand};
     about = "OAuth 2.0 client-credentials tokens, customised by sandboxed wasm hooks"
 )]
 struct Cli {
+    /// Without a command: `serve` under Lambda (the binary is `bootstrap` there), help otherwise.
     #[command(subcommand)]
-    command: Command,
+    command: Option<Command>,
 }
 
 #[derive(Subcommand)]
@@ -38,7 +39,15 @@ enum Command {
 /// Parse the command line and run it.
 pub fn main() -> ExitCode {
     let cli = Cli::parse();
-    match cli.command {
+    let Some(command) = cli.command else {
+        if serve::in_lambda() {
+            return serve::run(serve::ServeArgs::from_env());
+        }
+        use clap::CommandFactory;
+        let _ = Cli::command().print_help();
+        return ExitCode::from(2);
+    };
+    match command {
         Command::Serve(args) => serve::run(args),
         Command::Hook(cmd) => hook::run(cmd),
         Command::Keys(cmd) => keys::run(cmd),

@@ -1,13 +1,17 @@
-//! `tokenhook serve`.
+//! `tokenhook serve`: the local HTTP server, or the Lambda runtime when
+//! `AWS_LAMBDA_RUNTIME_API` is set.
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::ExitCode;
+use std::sync::Arc;
+use std::time::Instant;
 
 use clap::Args;
 
 use crate::engine::{EngineSettings, HookEngine};
 use crate::http::CurrentIssuer;
+use crate::manifest::{Manifest, Overrides};
 use crate::pipeline::{Issuer, Services};
 
 #[derive(Args)]
@@ -19,7 +23,7 @@ pub struct ServeArgs {
         default_value = "examples/manifest.toml"
     )]
     manifest: PathBuf,
-    /// Address to listen on.
+    /// Address to listen on (ignored under Lambda).
     #[arg(long, default_value = "127.0.0.1:8080")]
     listen: SocketAddr,
     /// Keep compiled hooks here between runs (a directory only tokenhook can write).
@@ -27,27 +31,76 @@ pub struct ServeArgs {
     hook_cache: Option<PathBuf>,
 }
 
+impl ServeArgs {
+    /// The arguments under Lambda, where there is no command line: all from the environment.
+    pub fn from_env() -> Self {
+        let var = |name| std::env::var_os(name).map(PathBuf::from);
+        ServeArgs {
+            manifest: var("TOKENHOOK_MANIFEST").unwrap_or_else(|| "manifest.toml".into()),
+            listen: SocketAddr::from(([127, 0, 0, 1], 8080)),
+            hook_cache: var("TOKENHOOK_HOOK_CACHE"),
+        }
+    }
+}
+
+/// Whether this process is a Lambda function (the runtime API is set).
+pub fn in_lambda() -> bool {
+    std::env::var_os("AWS_LAMBDA_RUNTIME_API").is_some()
+}
+
 pub fn run(args: ServeArgs) -> ExitCode {
     super::init_logging();
+    let started = Instant::now();
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
         .expect("tokio runtime");
     runtime.block_on(async move {
+        let lambda = in_lambda();
+        let overrides = Overrides::from_env();
+        // Secrets Manager only when something needs it: loading the AWS
+        // config locally would probe for credentials and a region.
+        let needs_aws = lambda
+            || overrides.keyset_secret_id.is_some()
+            || Manifest::load_with(&args.manifest, &overrides)
+                .is_ok_and(|(m, _)| m.needs_secret_store());
+        let secret_store: Option<Arc<dyn crate::secrets::SecretStore>> = if needs_aws {
+            Some(Arc::new(crate::aws::SecretsManagerStore::from_env().await))
+        } else {
+            None
+        };
         let services = Services {
             engine: HookEngine::new(EngineSettings {
                 cache_dir: args.hook_cache.clone(),
                 ..EngineSettings::default()
             }),
-            secret_store: None,
+            secret_store,
+            overrides,
         };
+        // Manifest, keys and hooks load once per process (per Lambda
+        // execution environment), before the first request.
         let issuer = match Issuer::load(&args.manifest, &services).await {
             Ok(issuer) => issuer,
             Err(err) => {
+                tracing::error!(error = %err, "cannot start");
                 eprintln!("error: {err}");
                 return ExitCode::from(2);
             }
         };
+        tracing::info!(
+            manifest = %args.manifest.display(), hooks = %issuer.hook_names().join(", "),
+            init_ms = started.elapsed().as_millis() as u64, lambda, "ready"
+        );
+        let current = CurrentIssuer::new(issuer);
+        if lambda {
+            return match crate::lambda::run(current).await {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(e) => {
+                    eprintln!("error: {e}");
+                    ExitCode::FAILURE
+                }
+            };
+        }
         let listener = match tokio::net::TcpListener::bind(args.listen).await {
             Ok(l) => l,
             Err(e) => {
@@ -56,8 +109,7 @@ pub fn run(args: ServeArgs) -> ExitCode {
             }
         };
         let addr = listener.local_addr().expect("bound address");
-        print_banner(&issuer, addr);
-        let current = CurrentIssuer::new(issuer);
+        print_banner(&current.get(), addr);
         match crate::serve::serve(listener, args.manifest, services, current).await {
             Ok(()) => ExitCode::SUCCESS,
             Err(e) => {

@@ -3,6 +3,7 @@
 //! Manager). Parsed keys are cached by the source; nothing is re-read per request.
 
 pub mod file;
+pub mod stored;
 
 use std::future::Future;
 use std::pin::Pin;

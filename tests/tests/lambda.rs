@@ -1,0 +1,164 @@
+//! The binary under a Lambda Runtime API emulator (`cargo lambda watch`, from
+//! PyPI `cargo-lambda`), invoked with the real event shapes in
+//! `tests/fixtures/lambda/`: API Gateway HTTP API v2, REST API v1, Function
+//! URL, and direct invokes from a trusted issuer. Also measures cold start.
+
+use std::path::PathBuf;
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use base64::Engine;
+use serde_json::Value;
+use tokenhook_tests::{
+    ChildGroup, example_manifest, free_port, jose, python_tool, wait_for_port, workspace_root,
+    write_manifest_in,
+};
+
+const ISSUER: &str = "https://auth.example.com/";
+
+fn fixture(name: &str) -> Vec<u8> {
+    std::fs::read(workspace_root().join("tests/fixtures/lambda").join(name)).unwrap()
+}
+
+async fn invoke(port: u16, event: Vec<u8>) -> Value {
+    let resp = reqwest::Client::new()
+        .post(format!(
+            "http://127.0.0.1:{port}/2015-03-31/functions/tokenhook/invocations"
+        ))
+        .body(event)
+        .timeout(Duration::from_secs(120))
+        .send()
+        .await
+        .expect("invoke");
+    assert!(
+        resp.status().is_success(),
+        "invoke status {}",
+        resp.status()
+    );
+    resp.json().await.expect("JSON response")
+}
+
+/// The JSON body of an HTTP-shaped Lambda response.
+fn http_body(response: &Value) -> Value {
+    let body = response["body"].as_str().expect("body");
+    let bytes = if response["isBase64Encoded"] == true {
+        base64::engine::general_purpose::STANDARD
+            .decode(body)
+            .unwrap()
+    } else {
+        body.as_bytes().to_vec()
+    };
+    serde_json::from_slice(&bytes).expect("JSON body")
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn every_event_shape_gets_a_verifiable_token_under_the_runtime_emulator() {
+    let Some(cargo_lambda) = python_tool("cargo-lambda") else {
+        eprintln!("SKIPPED: cargo-lambda is not installed (tests/run.sh installs it)");
+        return;
+    };
+    tokenhook_tests::tokenhook_bin();
+    let dir = tempfile::tempdir().unwrap();
+    let manifest: PathBuf = write_manifest_in(dir.path(), &example_manifest());
+    let port = free_port();
+    let started = Instant::now();
+    let log = std::fs::File::create(dir.path().join("watch.log")).unwrap();
+    let _emulator = ChildGroup::spawn(
+        Command::new(&cargo_lambda)
+            .args([
+                "lambda",
+                "watch",
+                "--ignore-changes",
+                "--quiet",
+                "-A",
+                "127.0.0.1",
+                "-P",
+                &port.to_string(),
+            ])
+            .args(["-p", "tokenhook", "--bin", "tokenhook"])
+            .arg("--env-var")
+            .arg(format!("TOKENHOOK_MANIFEST={}", manifest.display()))
+            .arg("--env-var")
+            .arg(format!("TOKENHOOK_ISSUER={ISSUER}"))
+            .arg("--env-var")
+            .arg("RUST_LOG=info")
+            // As template.yaml sets it: REST API v1 paths carry the stage.
+            .arg("--env-var")
+            .arg("AWS_LAMBDA_HTTP_IGNORE_STAGE_IN_PATH=true")
+            .current_dir(workspace_root())
+            .stdout(log.try_clone().unwrap())
+            .stderr(log)
+            .stdin(Stdio::null()),
+    );
+    assert!(
+        wait_for_port(port, Duration::from_secs(180)),
+        "the emulator did not start"
+    );
+    let emulator_up = started.elapsed();
+
+    // Cold start: the first invoke starts the function process.
+    let first = Instant::now();
+    let direct = invoke(port, fixture("direct_invoke_token.json")).await;
+    let first_token = first.elapsed();
+    let jwks_response = invoke(port, fixture("apigw_http_v2_jwks.json")).await;
+    assert_eq!(jwks_response["statusCode"], 200);
+    let jwks = http_body(&jwks_response);
+    let claims = jose::verify(
+        direct["access_token"].as_str().expect("token"),
+        &jwks,
+        ISSUER,
+        "https://api.example.com",
+    )
+    .unwrap();
+    assert_eq!(claims["sub"], "demo-client");
+    assert_eq!(claims["scope"], "read:orders read:status");
+    assert_eq!(direct["token_type"], "Bearer");
+
+    let warm = Instant::now();
+    let again = invoke(port, fixture("direct_invoke_token.json")).await;
+    let warm_token = warm.elapsed();
+    assert!(again["access_token"].is_string());
+
+    for name in [
+        "apigw_http_v2_token.json",
+        "function_url_token.json",
+        "apigw_rest_v1_token.json",
+    ] {
+        let response = invoke(port, fixture(name)).await;
+        assert_eq!(response["statusCode"], 200, "{name}: {response}");
+        let body = http_body(&response);
+        let claims = jose::verify(
+            body["access_token"].as_str().unwrap(),
+            &jwks,
+            ISSUER,
+            "https://api.example.com",
+        )
+        .unwrap_or_else(|e| panic!("{name}: {e}"));
+        assert_eq!(claims["https://example.com/tenant"], "acme", "{name}");
+        let cache = response["headers"]["cache-control"]
+            .as_str()
+            .or(response["multiValueHeaders"]["cache-control"][0].as_str());
+        assert_eq!(cache, Some("no-store"), "{name}: {response}");
+    }
+
+    // OAuth errors from a direct invoke are data, not function errors.
+    let unknown = invoke(port, fixture("direct_invoke_unknown_client.json")).await;
+    assert_eq!(unknown["error"], "invalid_client", "{unknown}");
+    // The request context's IP reaches the hooks: deny-list refuses 192.0.2.0/24.
+    let denied = invoke(port, fixture("direct_invoke_denied_ip.json")).await;
+    assert_eq!(denied["error"], "access_denied", "{denied}");
+
+    let log = std::fs::read_to_string(dir.path().join("watch.log")).unwrap_or_default();
+    let init_ms = log
+        .lines()
+        .filter_map(|l| serde_json::from_str::<Value>(l).ok())
+        .find(|l| l["fields"]["message"] == "ready")
+        .and_then(|l| l["fields"]["init_ms"].as_u64());
+    eprintln!(
+        "cold start under cargo lambda watch: emulator up {emulator_up:?}; process start → ready (manifest, keys, 4 hooks compiled) {init_ms:?} ms; first invoke → first token {first_token:?}; warm token {warm_token:?}"
+    );
+    assert!(
+        init_ms.is_some(),
+        "the function logs when it is ready:\n{log}"
+    );
+}
