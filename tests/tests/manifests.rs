@@ -71,12 +71,10 @@ async fn references_must_exist() {
         &load_error(&grant_to_nowhere, &[]).await,
         &["grants[1].api", "https://nowhere.test", "not defined"],
     );
-    let undefined_scope = manifest("")
-        .replace("scopes = [\"read:o\"]\n\n", "scopes = [\"read:o\"]\n\n")
-        .replace(
-            "scopes = [\"read:a\", \"write:a\", \"read:b\"]",
-            "scopes = [\"read:a\", \"write:everything\"]",
-        );
+    let undefined_scope = manifest("").replace(
+        "scopes = [\"read:a\", \"write:a\", \"read:b\"]",
+        "scopes = [\"read:a\", \"write:everything\"]",
+    );
     assert_mentions(
         &load_error(&undefined_scope, &[]).await,
         &["grants[0].scopes[1]", "write:everything"],
