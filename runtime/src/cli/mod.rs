@@ -1,5 +1,6 @@
 //! The `tokenhook` command line: a thin layer over the library.
 
+mod bundle;
 mod hook;
 mod keys;
 mod secret;
@@ -34,6 +35,8 @@ enum Command {
     /// Client secrets.
     #[command(subcommand)]
     Secret(secret::SecretCommand),
+    /// Copy a manifest and its hook modules into one deployable directory, digests pinned.
+    Bundle(bundle::BundleArgs),
 }
 
 /// Parse the command line and run it.
@@ -52,6 +55,7 @@ pub fn main() -> ExitCode {
         Command::Hook(cmd) => hook::run(cmd),
         Command::Keys(cmd) => keys::run(cmd),
         Command::Secret(cmd) => secret::run(cmd),
+        Command::Bundle(args) => bundle::run(args),
     }
 }
 

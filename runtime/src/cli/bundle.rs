@@ -1,0 +1,111 @@
+//! `tokenhook bundle`: a manifest and its hook modules, ready to deploy.
+//!
+//! Copies the manifest and every hook module into one directory (the Lambda
+//! layer `template.yaml` deploys, mounted at /opt), rewrites module paths to
+//! `hooks/<name>.wasm`, and pins each module's SHA-256 in the written manifest.
+
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+use clap::Args;
+
+use crate::engine::{HookEngine, sha256_hex};
+use crate::manifest::{Manifest, SecretRef};
+
+#[derive(Args)]
+pub struct BundleArgs {
+    /// The manifest to bundle.
+    #[arg(long, default_value = "examples/manifest.toml")]
+    manifest: PathBuf,
+    /// Output directory (created; existing files are replaced).
+    #[arg(long, default_value = "target/lambda-bundle")]
+    out: PathBuf,
+}
+
+pub fn run(args: BundleArgs) -> ExitCode {
+    match bundle(&args.manifest, &args.out) {
+        Ok(notes) => {
+            for note in notes {
+                eprintln!("note: {note}");
+            }
+            println!("{}", args.out.display());
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("error: {e}");
+            ExitCode::from(2)
+        }
+    }
+}
+
+fn bundle(manifest_path: &Path, out: &Path) -> Result<Vec<String>, String> {
+    let (manifest, checked) = Manifest::load(manifest_path).map_err(|e| e.to_string())?;
+    let text = std::fs::read_to_string(manifest_path).map_err(|e| e.to_string())?;
+    let mut doc: toml::Table = toml::from_str(&text).map_err(|e| e.to_string())?;
+    let hooks_dir = out.join("hooks");
+    std::fs::create_dir_all(&hooks_dir)
+        .map_err(|e| format!("cannot create {}: {e}", hooks_dir.display()))?;
+    let mut notes = Vec::new();
+    let entries = doc.get_mut("hooks").and_then(|h| h.as_array_mut());
+    for (i, (hook, entry)) in manifest
+        .hooks
+        .iter()
+        .zip(entries.into_iter().flatten())
+        .enumerate()
+    {
+        let source = manifest.resolve(&hook.module);
+        let bytes = std::fs::read(&source).map_err(|e| {
+            format!(
+                "hook `{}`: cannot read {}: {e}",
+                hook.name,
+                source.display()
+            )
+        })?;
+        // Refuse to ship what the issuer would refuse to load.
+        let (info, violation) = HookEngine::inspect(&bytes, &checked.hook_limits[i]);
+        if let Some(v) = violation.or(info.err()) {
+            return Err(format!("hook `{}` ({}): {v}", hook.name, source.display()));
+        }
+        let sha = sha256_hex(&bytes);
+        if let Some(pinned) = &hook.sha256
+            && !pinned.eq_ignore_ascii_case(&sha)
+        {
+            return Err(format!(
+                "hook `{}`: {} has SHA-256 {sha}, the manifest pins {pinned}",
+                hook.name,
+                source.display()
+            ));
+        }
+        let name = format!("hooks/{}.wasm", hook.name);
+        std::fs::write(out.join(&name), &bytes).map_err(|e| format!("cannot write {name}: {e}"))?;
+        let table = entry
+            .as_table_mut()
+            .ok_or("`hooks` entries must be tables")?;
+        table.insert("module".into(), toml::Value::String(name));
+        table.insert("sha256".into(), toml::Value::String(sha));
+        if hook
+            .secrets
+            .values()
+            .any(|s| !matches!(s, SecretRef::SecretsManager(_)))
+        {
+            notes.push(format!(
+                "hook `{}` reads a secret from a file or the environment; on Lambda use a Secrets Manager id",
+                hook.name
+            ));
+        }
+    }
+    if matches!(manifest.keys, crate::manifest::KeysConfig::File { .. }) {
+        notes.push(
+            "keys come from a file; on Lambda the template sets TOKENHOOK_KEYSET_SECRET_ID instead"
+                .into(),
+        );
+    }
+    let written = toml::to_string_pretty(&doc).map_err(|e| e.to_string())?;
+    let header = format!(
+        "# Bundled by `tokenhook bundle` from {}; module digests pinned.\n",
+        manifest_path.display()
+    );
+    std::fs::write(out.join("manifest.toml"), header + &written)
+        .map_err(|e| format!("cannot write manifest: {e}"))?;
+    Ok(notes)
+}
