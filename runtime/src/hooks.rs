@@ -2,6 +2,9 @@
 //! filters, capabilities, config and secrets, behind the small [`HookRunner`]
 //! trait so the pipeline does not depend on how a hook executes.
 
+use std::sync::RwLock;
+use std::time::{Duration, Instant};
+
 use tokenhook_sdk::wire::{Event, LogLevel, Secrets};
 
 use crate::engine::{HookCall, HookEngine, HookFailure, HookModule};
@@ -24,7 +27,12 @@ impl HookRunner for HookModule {
 pub struct ChainHook {
     pub config: HookConfig,
     pub runner: Box<dyn HookRunner>,
-    pub secrets: Secrets,
+    secrets: RwLock<Secrets>,
+    /// When the Secrets Manager values were last read; held while refreshing.
+    fetched: tokio::sync::Mutex<Instant>,
+    /// How long Secrets Manager values are used before they are read again
+    /// (files and environment variables are re-read on reload only).
+    secret_ttl: Duration,
 }
 
 impl ChainHook {
@@ -46,17 +54,63 @@ impl ChainHook {
             .config
             .clone()
             .unwrap_or(serde_json::Value::Null);
-        event.secrets = self.secrets.clone();
+        event.secrets = self.secrets.read().expect("secrets lock").clone();
         let json = serde_json::to_vec(&*event).expect("events serialize");
         // The next hook must never see this hook's secrets.
         event.secrets = Secrets::default();
         self.runner.call(&json)
     }
 
+    /// Re-read this hook's Secrets Manager secrets once they are older than
+    /// the manifest's `hook_secret_ttl`. A failed read keeps the values in use and says so;
+    /// a refresh already under way is not waited for.
+    pub async fn refresh_secrets(&self, store: &dyn SecretStore) {
+        let ids: Vec<(&String, &String)> = self
+            .config
+            .secrets
+            .iter()
+            .filter_map(|(name, source)| match source {
+                SecretRef::SecretsManager(id) => Some((name, id)),
+                _ => None,
+            })
+            .collect();
+        if ids.is_empty() {
+            return;
+        }
+        let Ok(mut fetched) = self.fetched.try_lock() else {
+            return;
+        };
+        if fetched.elapsed() < self.secret_ttl {
+            return;
+        }
+        for (name, id) in ids {
+            match store.get_secret_string(id).await {
+                Ok(value) => {
+                    self.secrets
+                        .write()
+                        .expect("secrets lock")
+                        .0
+                        .insert(name.clone(), value);
+                }
+                Err(error) => {
+                    tracing::warn!(hook = self.name(), secret = %name, %error, "hook secret refresh failed; keeping the cached value");
+                }
+            }
+        }
+        *fetched = Instant::now();
+    }
+
     /// A hook's log line with any of its secret values blanked out.
     pub fn redact(&self, message: &str) -> String {
         let mut out = message.to_string();
-        for value in self.secrets.0.values().filter(|v| !v.is_empty()) {
+        for value in self
+            .secrets
+            .read()
+            .expect("secrets lock")
+            .0
+            .values()
+            .filter(|v| !v.is_empty())
+        {
             out = out.replace(value.as_str(), "<redacted>");
         }
         out
@@ -67,12 +121,12 @@ impl ChainHook {
 /// resolve its secrets. The first failure names the hook and the cause.
 pub async fn load_chain(
     manifest: &Manifest,
-    limits: &[crate::engine::Limits],
+    checked: &crate::manifest::Checked,
     engine: &HookEngine,
     secrets: Option<&dyn SecretStore>,
 ) -> Result<Vec<ChainHook>, ManifestError> {
     let mut chain = Vec::with_capacity(manifest.hooks.len());
-    for (i, (config, limits)) in manifest.hooks.iter().zip(limits).enumerate() {
+    for (i, (config, limits)) in manifest.hooks.iter().zip(&checked.hook_limits).enumerate() {
         let err = |field: &str, message: String| ManifestError {
             file: manifest.path.clone(),
             field: format!("hooks[{i}].{field}"),
@@ -105,7 +159,9 @@ pub async fn load_chain(
         chain.push(ChainHook {
             config: config.clone(),
             runner: Box::new(module),
-            secrets: values,
+            secrets: RwLock::new(values),
+            fetched: tokio::sync::Mutex::new(Instant::now()),
+            secret_ttl: checked.hook_secret_ttl,
         });
     }
     Ok(chain)

@@ -75,6 +75,10 @@ pub struct Manifest {
     #[serde(default = "default_lifetime")]
     pub token_lifetime: String,
     pub keys: KeysConfig,
+    /// How long hook secrets from Secrets Manager are used before they are
+    /// read again, e.g. "5m" (the default).
+    #[serde(default)]
+    pub hook_secret_ttl: Option<String>,
     #[serde(default)]
     pub policy: PolicyConfig,
     #[serde(default)]
@@ -281,6 +285,7 @@ pub enum SecretRef {
 #[derive(Clone, Debug)]
 pub struct Checked {
     pub token_lifetime: Duration,
+    pub hook_secret_ttl: Duration,
     pub max_claims_size: u64,
     pub hook_limits: Vec<Limits>,
 }
@@ -417,6 +422,10 @@ impl Manifest {
         {
             return Err(self.err("token_lifetime", "must be between 1s and 24h"));
         }
+        let hook_secret_ttl = match &self.hook_secret_ttl {
+            Some(v) => parse_duration(v).map_err(|e| self.err("hook_secret_ttl", e))?,
+            None => Duration::from_secs(300),
+        };
         match &self.keys {
             KeysConfig::File { path, alg } => {
                 if path.trim().is_empty() {
@@ -593,6 +602,7 @@ impl Manifest {
         }
         Ok(Checked {
             token_lifetime,
+            hook_secret_ttl,
             max_claims_size,
             hook_limits,
         })

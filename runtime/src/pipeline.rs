@@ -53,6 +53,7 @@ pub struct Issuer {
     hooks: Vec<ChainHook>,
     keys: Arc<dyn KeySource>,
     verifier: SecretVerifier,
+    secret_store: Option<Arc<dyn SecretStore>>,
 }
 
 impl Issuer {
@@ -70,7 +71,7 @@ impl Issuer {
         let keys = key_source(&manifest, services).await?;
         let hooks = load_chain(
             &manifest,
-            &checked.hook_limits,
+            &checked,
             &services.engine,
             services.secret_store.as_deref(),
         )
@@ -96,6 +97,7 @@ impl Issuer {
             hooks,
             keys,
             verifier: SecretVerifier::default(),
+            secret_store: services.secret_store.clone(),
         })
     }
 
@@ -219,6 +221,9 @@ impl Issuer {
             if !hook.matches(&client.id, &api.identifier) {
                 tracing::debug!(request_id = %req.request_id, hook = hook.name(), "hook skipped: filter does not match");
                 continue;
+            }
+            if let Some(store) = &self.secret_store {
+                hook.refresh_secrets(store.as_ref()).await;
             }
             self.run_hook(hook, &mut event, &rules)?;
         }

@@ -189,7 +189,7 @@ secrets = { signing_key = "tokenhook/hooks/signing-key" }
 fn aws_manifest(hooks: &str) -> String {
     manifest(hooks).replace(
         r#"keys = { source = "file", path = "{dir}/key.pem" }"#,
-        r#"keys = { source = "secretsmanager", secret_id = "tokenhook/keyset", cache_ttl = "1s", max_stale = "4s" }"#,
+        "keys = { source = \"secretsmanager\", secret_id = \"tokenhook/keyset\", cache_ttl = \"1s\", max_stale = \"4s\" }\nhook_secret_ttl = \"1s\"",
     )
 }
 
@@ -236,6 +236,27 @@ async fn keys_and_hook_secrets_from_secrets_manager_rotate_and_survive_an_outage
         claims["https://claims.test/sig"],
         "37b585e38e40d97626d46fdc4f945f0fcf71a7977dce5d85a7f3802a848a268d"
     );
+
+    // A changed hook secret is picked up after hook_secret_ttl, without a restart.
+    moto.put("tokenhook/hooks/signing-key", "n3w-k3y").await;
+    eventually(
+        "the new hook secret in use",
+        Duration::from_secs(10),
+        async || {
+            let (_, body) = token(&addr).await;
+            let claims = jose::verify(
+                body["access_token"].as_str().unwrap(),
+                &jwks(&addr).await,
+                "https://issuer.test/",
+                "https://api.test",
+            )
+            .unwrap();
+            // python3 -c 'import hmac,hashlib; print(hmac.new(b"n3w-k3y", b"app\nhttps://api.test", hashlib.sha256).hexdigest())'
+            claims["https://claims.test/sig"]
+                == "b3517ba35364d7624e4237be8e9fa96a19750719602103c96391837328dd4f1d"
+        },
+    )
+    .await;
 
     // Stage the next key: published before it signs.
     moto.put("tokenhook/keyset", &key_set(&a, Some(&b), &[]))
