@@ -91,5 +91,49 @@ fn benches(c: &mut Criterion) {
     });
 }
 
-criterion_group!(hook_benches, benches);
+/// The whole pipeline in process (no HTTP): sign-only vs the four example hooks.
+fn pipeline(c: &mut Criterion) {
+    use tokenhook::oauth::{ClientAuth, TokenRequest};
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let issuer = |hooks: bool| {
+        let text = tokenhook_tests::example_manifest();
+        let text = if hooks {
+            text
+        } else {
+            text[..text.find("[[hooks]]").unwrap()].to_string()
+        };
+        let dir = tempfile::tempdir().unwrap();
+        let path = tokenhook_tests::write_manifest_in(dir.path(), &text);
+        let issuer = rt
+            .block_on(tokenhook::pipeline::Issuer::load(
+                &path,
+                &tokenhook::pipeline::Services::local(),
+            ))
+            .unwrap();
+        (issuer, dir)
+    };
+    let request = TokenRequest {
+        request_id: "bench".into(),
+        grant_type: Some("client_credentials".into()),
+        client: ClientAuth::Trusted {
+            id: "demo-client".into(),
+        },
+        audience: Some("https://api.example.com".into()),
+        scope: None,
+        context: Default::default(),
+    };
+    let mut group = c.benchmark_group("issue");
+    for (name, hooks) in [("no_hooks", false), ("four_hooks", true)] {
+        let (issuer, _dir) = issuer(hooks);
+        group.bench_function(name, |b| {
+            b.iter(|| rt.block_on(issuer.issue(black_box(&request))).unwrap())
+        });
+    }
+    group.finish();
+}
+
+criterion_group!(hook_benches, benches, pipeline);
 criterion_main!(hook_benches);

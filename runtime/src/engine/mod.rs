@@ -33,6 +33,12 @@ pub use limits::Limits;
 /// How often the background thread advances the epoch. Deadlines are exact to
 /// about one tick; a shorter tick costs more idle wake-ups.
 pub const EPOCH_TICK: Duration = Duration::from_millis(1);
+/// Bytes of a finished instance's memory (and table) that are zeroed in place
+/// for reuse rather than returned to the kernel. Returning pages costs page
+/// faults on the next call and, once several threads run hooks, TLB
+/// shootdowns across cores; zeroing a small hook's few hundred KiB is cheaper.
+/// Memory beyond this is returned as usual.
+pub const KEEP_RESIDENT: usize = 512 << 10;
 /// A hook keeps at most this many log lines per call; further lines are counted.
 pub const MAX_LOG_LINES: usize = 32;
 /// Longer log lines are truncated to this many bytes.
@@ -176,7 +182,9 @@ fn build_engine(settings: &EngineSettings, stack: u64) -> wasmtime::Result<Engin
         .max_memories_per_module(1)
         .max_tables_per_module(1)
         .max_memory_size(ceiling.memory as usize)
-        .table_elements(ceiling.table_elements as usize);
+        .table_elements(ceiling.table_elements as usize)
+        .linear_memory_keep_resident(KEEP_RESIDENT)
+        .table_keep_resident(KEEP_RESIDENT);
     let mut config = Config::new();
     config
         .consume_fuel(true)
