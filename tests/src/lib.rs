@@ -371,3 +371,76 @@ pub fn python_tool(name: &str) -> Option<PathBuf> {
     }
     found
 }
+
+/// `tokenhook serve` as a separate process on an ephemeral 127.0.0.1 port.
+pub struct ServerProcess {
+    pub child: ChildGroup,
+    pub addr: String,
+}
+
+impl ServerProcess {
+    /// Start the binary on `manifest` with `env` added; stdout and stderr are
+    /// piped. Returns the server once its banner names the address, or its
+    /// stderr if it exits first.
+    pub fn spawn(manifest: &Path, env: &[(&str, &str)]) -> Result<ServerProcess, String> {
+        use std::io::{BufRead, BufReader, Read};
+        use std::process::Stdio;
+        let mut command = Command::new(tokenhook_bin());
+        command
+            .args(["serve", "--listen", "127.0.0.1:0", "--manifest"])
+            .arg(manifest)
+            .env("RUST_LOG", "info")
+            .envs(env.iter().copied())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped());
+        let mut child = ChildGroup::spawn(&mut command);
+        let mut banner = String::new();
+        BufReader::new(child.0.stdout.as_mut().expect("stdout"))
+            .read_line(&mut banner)
+            .expect("read banner");
+        let Some(addr) = banner
+            .split("http://")
+            .nth(1)
+            .and_then(|rest| rest.split_whitespace().next())
+        else {
+            let _ = child.0.wait();
+            let mut stderr = String::new();
+            let _ = child
+                .0
+                .stderr
+                .as_mut()
+                .expect("stderr")
+                .read_to_string(&mut stderr);
+            return Err(stderr);
+        };
+        let addr = addr.to_string();
+        Ok(ServerProcess { child, addr })
+    }
+
+    /// A token for client `app` on `https://api.test` (the [`manifest`] clients).
+    pub async fn app_token(&self) -> (u16, Value) {
+        let resp = reqwest::Client::new()
+            .post(format!("http://{}/oauth/token", self.addr))
+            .basic_auth("app", Some(CLIENT_SECRET))
+            .form(&[
+                ("grant_type", "client_credentials"),
+                ("audience", "https://api.test"),
+            ])
+            .send()
+            .await
+            .expect("token request");
+        (
+            resp.status().as_u16(),
+            resp.json().await.expect("JSON body"),
+        )
+    }
+
+    /// Send a signal (`-HUP`, `-TERM`) to the server.
+    pub fn signal(&self, signal: &str) {
+        let status = Command::new("kill")
+            .args([signal, &self.child.0.id().to_string()])
+            .status()
+            .expect("kill");
+        assert!(status.success(), "kill {signal}");
+    }
+}

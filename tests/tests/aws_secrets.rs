@@ -4,15 +4,14 @@
 //! rotation (next → active), hook secrets, the emulator going away (cached
 //! keys keep serving, then the documented failure), and a missing secret.
 
-use std::io::{BufRead, BufReader};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
 use tokenhook::keys::{SigningKey, StoredKey, StoredKeySet, generate_pkcs8_pem};
 use tokenhook_tests::{
-    CLIENT_SECRET, ChildGroup, free_port, hook_wasm, hooks_dir, jose, manifest, python_tool,
-    tokenhook_bin, wait_for_port, write_manifest_in,
+    ChildGroup, ServerProcess, free_port, hook_wasm, hooks_dir, jose, manifest, python_tool,
+    wait_for_port, write_manifest_in,
 };
 
 struct Moto {
@@ -98,51 +97,18 @@ fn key_set(active: &StoredKey, next: Option<&StoredKey>, retired: &[&StoredKey])
 }
 
 /// The server as a process, with the AWS SDK pointed at moto.
-fn spawn_server(moto: &Moto, dir: &std::path::Path) -> Result<(ChildGroup, String), String> {
-    let mut child = ChildGroup::spawn(
-        Command::new(tokenhook_bin())
-            .args(["serve", "--listen", "127.0.0.1:0", "--manifest"])
-            .arg(dir.join("manifest.toml"))
-            .env("AWS_ENDPOINT_URL", moto.endpoint())
-            .env("AWS_REGION", "us-east-1")
-            .env("AWS_ACCESS_KEY_ID", "test")
-            .env("AWS_SECRET_ACCESS_KEY", "test")
-            .env("AWS_EC2_METADATA_DISABLED", "true")
-            .env("RUST_LOG", "info")
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped()),
-    );
-    let mut banner = String::new();
-    BufReader::new(child.0.stdout.as_mut().unwrap())
-        .read_line(&mut banner)
-        .unwrap();
-    if banner.is_empty() {
-        let _ = child.0.wait();
-        let mut stderr = String::new();
-        std::io::Read::read_to_string(child.0.stderr.as_mut().unwrap(), &mut stderr).unwrap();
-        return Err(stderr);
-    }
-    let addr = banner
-        .split("http://")
-        .nth(1)
-        .and_then(|r| r.split_whitespace().next())
-        .unwrap()
-        .to_string();
-    Ok((child, addr))
-}
-
-async fn token(addr: &str) -> (u16, Value) {
-    let resp = reqwest::Client::new()
-        .post(format!("http://{addr}/oauth/token"))
-        .basic_auth("app", Some(CLIENT_SECRET))
-        .form(&[
-            ("grant_type", "client_credentials"),
-            ("audience", "https://api.test"),
-        ])
-        .send()
-        .await
-        .unwrap();
-    (resp.status().as_u16(), resp.json().await.unwrap())
+fn spawn_server(moto: &Moto, dir: &std::path::Path) -> Result<ServerProcess, String> {
+    let endpoint = moto.endpoint();
+    ServerProcess::spawn(
+        &dir.join("manifest.toml"),
+        &[
+            ("AWS_ENDPOINT_URL", endpoint.as_str()),
+            ("AWS_REGION", "us-east-1"),
+            ("AWS_ACCESS_KEY_ID", "test"),
+            ("AWS_SECRET_ACCESS_KEY", "test"),
+            ("AWS_EC2_METADATA_DISABLED", "true"),
+        ],
+    )
 }
 
 async fn jwks(addr: &str) -> Value {
@@ -219,8 +185,9 @@ async fn keys_and_hook_secrets_from_secrets_manager_rotate_and_survive_an_outage
     );
 
     write_manifest_in(dir.path(), &aws_manifest(HOOKS));
-    let (_server, addr) = spawn_server(&moto, dir.path()).unwrap();
-    let (status, first) = token(&addr).await;
+    let server = spawn_server(&moto, dir.path()).unwrap();
+    let addr = server.addr.clone();
+    let (status, first) = server.app_token().await;
     assert_eq!(status, 200, "{first}");
     let first_token = first["access_token"].as_str().unwrap().to_string();
     assert_eq!(kid_of(&first_token), kid_a);
@@ -243,7 +210,7 @@ async fn keys_and_hook_secrets_from_secrets_manager_rotate_and_survive_an_outage
         "the new hook secret in use",
         Duration::from_secs(10),
         async || {
-            let (_, body) = token(&addr).await;
+            let (_, body) = server.app_token().await;
             let claims = jose::verify(
                 body["access_token"].as_str().unwrap(),
                 &jwks(&addr).await,
@@ -266,7 +233,7 @@ async fn keys_and_hook_secrets_from_secrets_manager_rotate_and_survive_an_outage
     })
     .await;
     assert_eq!(
-        kid_of(token(&addr).await.1["access_token"].as_str().unwrap()),
+        kid_of(server.app_token().await.1["access_token"].as_str().unwrap()),
         kid_a,
         "next does not sign yet"
     );
@@ -277,10 +244,10 @@ async fn keys_and_hook_secrets_from_secrets_manager_rotate_and_survive_an_outage
     moto.put("tokenhook/keyset", &key_set(&b, None, &[&a]))
         .await;
     eventually("new key signs", Duration::from_secs(10), async || {
-        kid_of(token(&addr).await.1["access_token"].as_str().unwrap()) == kid_b
+        kid_of(server.app_token().await.1["access_token"].as_str().unwrap()) == kid_b
     })
     .await;
-    let (_, after) = token(&addr).await;
+    let (_, after) = server.app_token().await;
     let after_token = after["access_token"].as_str().unwrap();
     let published = jwks(&addr).await;
     jose::verify(
@@ -316,13 +283,13 @@ async fn keys_and_hook_secrets_from_secrets_manager_rotate_and_survive_an_outage
 
     // The emulator goes away: cached keys keep serving up to max_stale (4 s), then 503.
     drop(moto.process);
-    let (status, body) = token(&addr).await;
+    let (status, body) = server.app_token().await;
     assert_eq!(
         status, 200,
         "cached keys serve while the store is down: {body}"
     );
     eventually("stale keys refused", Duration::from_secs(30), async || {
-        let (status, body) = token(&addr).await;
+        let (status, body) = server.app_token().await;
         status == 503 && body["error"] == "temporarily_unavailable"
     })
     .await;

@@ -20,6 +20,22 @@ fn event_file(dir: &tempfile::TempDir) -> std::path::PathBuf {
     path
 }
 
+/// `tokenhook hook run MODULE --event EVENT ARGS...`, run to completion.
+fn hook_run(
+    module: &std::path::Path,
+    event: &std::path::Path,
+    args: &[&str],
+) -> std::process::Output {
+    tokenhook()
+        .args(["hook", "run"])
+        .arg(module)
+        .arg("--event")
+        .arg(event)
+        .args(args)
+        .output()
+        .unwrap()
+}
+
 fn stdout_json(output: &std::process::Output) -> serde_json::Value {
     serde_json::from_slice(&output.stdout).expect("stdout is JSON")
 }
@@ -82,12 +98,10 @@ fn hook_check_names_what_is_wrong() {
 #[test]
 fn hook_run_prints_commands_and_usage_against_limits() {
     let dir = tempfile::tempdir().unwrap();
-    let output = tokenhook()
-        .args(["hook", "run"])
-        .arg(hook_wasm("tenant_claims"))
-        .arg("--event")
-        .arg(event_file(&dir))
-        .args([
+    let output = hook_run(
+        &hook_wasm("tenant_claims"),
+        &event_file(&dir),
+        &[
             "--config",
             r#"{"namespace": "https://acme.test/"}"#,
             "--fuel",
@@ -96,9 +110,8 @@ fn hook_run_prints_commands_and_usage_against_limits() {
             "20ms",
             "--memory",
             "4MiB",
-        ])
-        .output()
-        .unwrap();
+        ],
+    );
     assert!(
         output.status.success(),
         "{}",
@@ -129,23 +142,17 @@ fn hook_run_prints_commands_and_usage_against_limits() {
 #[test]
 fn hook_run_passes_secrets_to_the_hook() {
     let dir = tempfile::tempdir().unwrap();
-    let output = tokenhook()
-        .args(["hook", "run"])
-        .arg(hostile("ok_minimal"))
-        .arg("--event")
-        .arg(event_file(&dir))
-        .args(["--secret", "signing_key=s3cr3t"])
-        .output()
-        .unwrap();
+    let output = hook_run(
+        &hostile("ok_minimal"),
+        &event_file(&dir),
+        &["--secret", "signing_key=s3cr3t"],
+    );
     assert!(output.status.success());
-    let bad = tokenhook()
-        .args(["hook", "run"])
-        .arg(hostile("ok_minimal"))
-        .arg("--event")
-        .arg(event_file(&dir))
-        .args(["--secret", "no-equals-sign"])
-        .output()
-        .unwrap();
+    let bad = hook_run(
+        &hostile("ok_minimal"),
+        &event_file(&dir),
+        &["--secret", "no-equals-sign"],
+    );
     assert_eq!(bad.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&bad.stderr).contains("NAME=VALUE"));
 }
@@ -170,14 +177,7 @@ fn hook_run_failures_exit_non_zero_with_kind_and_cause() {
         (hook_wasm("panic_hook"), vec![], "deliberate panic"),
         (hostile("unknown_import"), vec![], "forbidden_import"),
     ] {
-        let output = tokenhook()
-            .args(["hook", "run"])
-            .arg(&module)
-            .arg("--event")
-            .arg(&event)
-            .args(&args)
-            .output()
-            .unwrap();
+        let output = hook_run(&module, &event, &args);
         assert_eq!(output.status.code(), Some(1), "{}", module.display());
         let stderr = String::from_utf8_lossy(&output.stderr);
         assert!(stderr.contains(kind), "{}: {stderr}", module.display());
@@ -188,26 +188,17 @@ fn hook_run_failures_exit_non_zero_with_kind_and_cause() {
 #[test]
 fn hook_run_refuses_a_wrong_pin_and_bad_input_files() {
     let dir = tempfile::tempdir().unwrap();
-    let output = tokenhook()
-        .args(["hook", "run"])
-        .arg(hostile("ok_minimal"))
-        .arg("--event")
-        .arg(event_file(&dir))
-        .args(["--sha256", &"ab".repeat(32)])
-        .output()
-        .unwrap();
+    let output = hook_run(
+        &hostile("ok_minimal"),
+        &event_file(&dir),
+        &["--sha256", &"ab".repeat(32)],
+    );
     assert_eq!(output.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&output.stderr).contains("digest_mismatch"));
 
     let not_json = dir.path().join("bad.json");
     std::fs::write(&not_json, "{ nope").unwrap();
-    let output = tokenhook()
-        .args(["hook", "run"])
-        .arg(hostile("ok_minimal"))
-        .arg("--event")
-        .arg(&not_json)
-        .output()
-        .unwrap();
+    let output = hook_run(&hostile("ok_minimal"), &not_json, &[]);
     assert_eq!(output.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&output.stderr).contains("bad.json is not JSON"));
 }

@@ -3,76 +3,10 @@
 //! and cause), SIGHUP reload, clean shutdown on SIGTERM.
 
 use std::io::{BufRead, BufReader};
-use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
-use tokenhook_tests::{
-    CLIENT_SECRET, fixed_output_hook, hook_wasm, hooks_dir, manifest, tokenhook_bin,
-};
-
-struct Server {
-    child: Child,
-    addr: String,
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn spawn(dir: &std::path::Path) -> Server {
-    let mut child = Command::new(tokenhook_bin())
-        .args(["serve", "--listen", "127.0.0.1:0", "--manifest"])
-        .arg(dir.join("manifest.toml"))
-        .env("RUST_LOG", "info")
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut first = String::new();
-    BufReader::new(child.stdout.as_mut().unwrap())
-        .read_line(&mut first)
-        .unwrap();
-    let addr = first
-        .split("http://")
-        .nth(1)
-        .and_then(|rest| rest.split_whitespace().next())
-        .unwrap_or_else(|| panic!("banner: {first}"))
-        .to_string();
-    Server { child, addr }
-}
-
-fn signal(child: &Child, sig: &str) {
-    let status = Command::new("kill")
-        .args([sig, &child.id().to_string()])
-        .status()
-        .unwrap();
-    assert!(status.success());
-}
-
-async fn token(addr: &str) -> (u16, Value) {
-    let resp = reqwest::Client::new()
-        .post(format!("http://{addr}/oauth/token"))
-        .basic_auth("app", Some(CLIENT_SECRET))
-        .form(&[
-            ("grant_type", "client_credentials"),
-            ("audience", "https://api.test"),
-        ])
-        .send()
-        .await
-        .unwrap();
-    (resp.status().as_u16(), resp.json().await.unwrap())
-}
-
-fn write_manifest(dir: &std::path::Path, hooks: &str) {
-    let text = manifest(hooks)
-        .replace("{dir}", &dir.display().to_string())
-        .replace("{hooks}", &hooks_dir().display().to_string());
-    std::fs::write(dir.join("manifest.toml"), text).unwrap();
-}
+use tokenhook_tests::{CLIENT_SECRET, ServerProcess, fixed_output_hook, hook_wasm, manifest};
 
 #[tokio::test(flavor = "multi_thread")]
 async fn logs_explain_every_hook_and_sighup_reloads() {
@@ -96,14 +30,14 @@ module = "{dir}/broken.wat"
 on_error = "skip"
 capabilities = { claims = ["https://claims.test/"] }
 "#;
-    write_manifest(dir.path(), hooks);
-    let mut server = spawn(dir.path());
-    let (status, body) = token(&server.addr).await;
+    let manifest = tokenhook_tests::write_manifest_in(dir.path(), &manifest(hooks));
+    let mut server = ServerProcess::spawn(&manifest, &[]).unwrap();
+    let (status, body) = server.app_token().await;
     assert_eq!(status, 200, "{body}");
 
     // Logs arrive on stderr line by line; collect them on a thread.
     let (tx, rx) = std::sync::mpsc::channel::<String>();
-    let stderr = BufReader::new(server.child.stderr.take().unwrap());
+    let stderr = BufReader::new(server.child.0.stderr.take().unwrap());
     let reader = std::thread::spawn(move || {
         for line in stderr.lines().map_while(Result::ok) {
             let _ = tx.send(line);
@@ -127,12 +61,12 @@ capabilities = { claims = ["https://claims.test/"] }
     wait_for("token issued", &mut log);
 
     // Reload on SIGHUP, without any file change.
-    signal(&server.child, "-HUP");
+    server.signal("-HUP");
     wait_for("manifest reloaded", &mut log);
-    assert_eq!(token(&server.addr).await.0, 200);
+    assert_eq!(server.app_token().await.0, 200);
 
-    signal(&server.child, "-TERM");
-    let exit = server.child.wait().unwrap();
+    server.signal("-TERM");
+    let exit = server.child.0.wait().unwrap();
     assert!(exit.success(), "clean shutdown on SIGTERM: {exit:?}");
     reader.join().unwrap();
     log.extend(rx.try_iter().map(|l| l + "\n"));
