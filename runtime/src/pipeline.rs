@@ -219,7 +219,7 @@ impl Issuer {
         };
         for hook in &self.hooks {
             if !hook.matches(&client.id, &api.identifier) {
-                tracing::debug!(request_id = %req.request_id, hook = hook.name(), "hook skipped: filter does not match");
+                tracing::info!(request_id = %req.request_id, hook = hook.name(), "hook skipped: filter does not match");
                 continue;
             }
             if let Some(store) = &self.secret_store {
