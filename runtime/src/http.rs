@@ -156,9 +156,8 @@ pub fn parse_token_request(
     }
     let basic = match headers.get(header::AUTHORIZATION) {
         None => None,
-        Some(value) => Some(parse_basic(value).ok_or_else(|| OAuthError {
-            basic_auth_used: true,
-            ..OAuthError::new(
+        Some(value) => Some(parse_basic(value).ok_or_else(|| {
+            OAuthError::new(
                 ErrorCode::InvalidClient,
                 "malformed Basic authorization header",
             )
@@ -223,7 +222,9 @@ fn parse_basic(value: &HeaderValue) -> Option<(String, String)> {
 pub fn error_response(err: &OAuthError) -> Response {
     let status = StatusCode::from_u16(err.error.status()).unwrap_or(StatusCode::BAD_REQUEST);
     let mut response = (status, axum::Json(err)).into_response();
-    if err.error == ErrorCode::InvalidClient && err.basic_auth_used {
+    // RFC 9110 §15.5.2: every 401 carries a challenge (RFC 6749 requires it
+    // when the client tried Basic; we send it for every invalid_client).
+    if err.error == ErrorCode::InvalidClient {
         response.headers_mut().insert(
             header::WWW_AUTHENTICATE,
             HeaderValue::from_static("Basic realm=\"tokenhook\""),

@@ -376,11 +376,21 @@ impl Manifest {
     }
 
     pub fn parse(text: &str, path: &Path) -> Result<Manifest, ManifestError> {
-        let mut manifest: Manifest = toml::from_str(text).map_err(|e| ManifestError {
+        let deserializer = toml::Deserializer::parse(text).map_err(|e| ManifestError {
             file: path.to_path_buf(),
             field: String::new(),
             message: e.to_string().trim_end().replace('\n', " "),
         })?;
+        // serde_path_to_error names the field (`hooks[0].limits.memroy`).
+        let mut manifest: Manifest =
+            serde_path_to_error::deserialize(deserializer).map_err(|e| {
+                let field = e.path().to_string();
+                ManifestError {
+                    file: path.to_path_buf(),
+                    field: if field == "." { String::new() } else { field },
+                    message: e.into_inner().to_string().trim_end().replace('\n', " "),
+                }
+            })?;
         manifest.path = path.to_path_buf();
         Ok(manifest)
     }
@@ -409,10 +419,10 @@ impl Manifest {
 
     /// Check everything that a type cannot: references, ranges, formats.
     pub fn validate(&self) -> Result<Checked, ManifestError> {
-        if !(self.issuer.starts_with("https://") || self.issuer.starts_with("http://")) {
+        if !is_issuer_url(&self.issuer) {
             return Err(self.err(
                 "issuer",
-                "must be an http(s) URL, e.g. \"https://auth.example.com/\"",
+                "must be an http(s) URL with a host and no query or fragment (RFC 8414 §2), e.g. \"https://auth.example.com/\"",
             ));
         }
         let token_lifetime =
@@ -631,6 +641,21 @@ impl Manifest {
             max_output: size("max_output", &cfg.max_output, d.max_output)?,
         })
     }
+}
+
+/// An RFC 8414 issuer identifier: http(s), a host, no query, no fragment.
+fn is_issuer_url(issuer: &str) -> bool {
+    let Some(rest) = issuer
+        .strip_prefix("https://")
+        .or_else(|| issuer.strip_prefix("http://"))
+    else {
+        return false;
+    };
+    let host = rest.split('/').next().unwrap_or("");
+    !host.is_empty()
+        && !host.starts_with(':')
+        && !issuer.contains(['?', '#'])
+        && !issuer.contains(char::is_whitespace)
 }
 
 /// RFC 6749 §3.3 scope-token: 1*( %x21 / %x23-5B / %x5D-7E ).

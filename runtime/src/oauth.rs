@@ -85,23 +85,56 @@ impl ErrorCode {
     }
 }
 
-/// An OAuth error response body, plus whether Basic auth was attempted (then a
-/// 401 carries `WWW-Authenticate: Basic`).
+/// An OAuth error response body (RFC 6749 §5.2).
 #[derive(Clone, Debug, Serialize, thiserror::Error)]
 #[error("{error:?}: {error_description}")]
 pub struct OAuthError {
     pub error: ErrorCode,
     pub error_description: String,
-    #[serde(skip)]
-    pub basic_auth_used: bool,
 }
 
 impl OAuthError {
+    /// An error with `description` cut down to the characters RFC 6749 §5.2
+    /// allows (`%x20-21 / %x23-5B / %x5D-7E`): client input and hook text are
+    /// echoed in descriptions, and must not break clients that rely on it.
     pub fn new(error: ErrorCode, description: impl Into<String>) -> Self {
         OAuthError {
             error,
-            error_description: description.into(),
-            basic_auth_used: false,
+            error_description: rfc6749_text(&description.into()),
         }
+    }
+}
+
+/// Replace every character outside RFC 6749's `error_description` set: `"`
+/// becomes `'`, `\` becomes `/`, anything else (control, non-ASCII) `?`.
+fn rfc6749_text(text: &str) -> String {
+    text.chars()
+        .map(|c| match c {
+            '"' => '\'',
+            '\\' => '/',
+            ' ' | '!' | '#'..='[' | ']'..='~' => c,
+            _ => '?',
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn descriptions_keep_to_the_rfc_6749_character_set() {
+        let err = OAuthError::new(
+            ErrorCode::InvalidRequest,
+            "grant_type `pass\"wörd\\` \n is not supported",
+        );
+        assert_eq!(
+            err.error_description,
+            "grant_type `pass'w?rd/` ? is not supported"
+        );
+        assert!(err.error_description.bytes().all(|b| b == 0x20
+            || b == 0x21
+            || (0x23..=0x5b).contains(&b)
+            || (0x5d..=0x7e).contains(&b)));
     }
 }

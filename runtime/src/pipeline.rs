@@ -4,7 +4,7 @@
 //! knows which door a request came through.
 
 use std::collections::HashMap;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
@@ -14,7 +14,7 @@ use tokenhook_sdk::wire::{ABI_VERSION, Api, Client, Event, TokenState, Trigger};
 use crate::clients::{SecretHash, SecretVerifier};
 use crate::engine::HookEngine;
 use crate::hooks::{ChainHook, load_chain, log_hook_line};
-use crate::keys::{KeySet, KeySource, algorithm_name, parse_algorithm, stored};
+use crate::keys::{KeySet, KeySource, parse_algorithm, stored};
 use crate::manifest::{
     Checked, ClientConfig, KeysConfig, Manifest, ManifestError, OnError, Overrides,
 };
@@ -43,6 +43,38 @@ impl Services {
     }
 }
 
+/// Modification time and size of a manifest and of the hook modules it names,
+/// read from disk: what a reload compares. Reading tolerates a manifest that
+/// does not parse (its hooks are then simply not listed).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct SourceFiles(Vec<(PathBuf, Option<(std::time::SystemTime, u64)>)>);
+
+impl SourceFiles {
+    pub fn read(manifest_path: &Path) -> SourceFiles {
+        let stat = |p: &Path| {
+            std::fs::metadata(p)
+                .ok()
+                .and_then(|m| Some((m.modified().ok()?, m.len())))
+        };
+        let mut files = vec![(manifest_path.to_path_buf(), stat(manifest_path))];
+        let modules = std::fs::read_to_string(manifest_path)
+            .ok()
+            .and_then(|text| Manifest::parse(&text, manifest_path).ok())
+            .map(|m| {
+                m.hooks
+                    .iter()
+                    .map(|h| m.resolve(&h.module))
+                    .collect::<Vec<_>>()
+            })
+            .unwrap_or_default();
+        files.extend(modules.into_iter().map(|p| {
+            let s = stat(&p);
+            (p, s)
+        }));
+        SourceFiles(files)
+    }
+}
+
 /// One loaded manifest, ready to issue tokens. Immutable: a reload builds a
 /// new `Issuer` and swaps it in whole.
 pub struct Issuer {
@@ -54,13 +86,18 @@ pub struct Issuer {
     keys: Arc<dyn KeySource>,
     verifier: SecretVerifier,
     secret_store: Option<Arc<dyn SecretStore>>,
+    /// The files this issuer was loaded from, as they were before loading.
+    sources: SourceFiles,
 }
 
 impl Issuer {
     /// Load a manifest in stages: parse → validate → key source → hooks.
     pub async fn load(path: &Path, services: &Services) -> Result<Issuer, ManifestError> {
+        let sources = SourceFiles::read(path);
         let (manifest, checked) = Manifest::load_with(path, &services.overrides)?;
-        Issuer::build(manifest, checked, services).await
+        let mut issuer = Issuer::build(manifest, checked, services).await?;
+        issuer.sources = sources;
+        Ok(issuer)
     }
 
     pub async fn build(
@@ -98,11 +135,16 @@ impl Issuer {
             keys,
             verifier: SecretVerifier::default(),
             secret_store: services.secret_store.clone(),
+            sources: SourceFiles::default(),
         })
     }
 
     pub fn manifest(&self) -> &Manifest {
         &self.manifest
+    }
+
+    pub fn sources(&self) -> &SourceFiles {
+        &self.sources
     }
 
     pub fn hook_names(&self) -> Vec<&str> {
@@ -232,10 +274,7 @@ impl Issuer {
     }
 
     fn authenticate(&self, auth: &ClientAuth) -> Result<&ClientConfig, OAuthError> {
-        let failed = |basic: bool| OAuthError {
-            basic_auth_used: basic,
-            ..OAuthError::new(ErrorCode::InvalidClient, "client authentication failed")
-        };
+        let failed = || OAuthError::new(ErrorCode::InvalidClient, "client authentication failed");
         match auth {
             ClientAuth::None => Err(OAuthError::new(
                 ErrorCode::InvalidClient,
@@ -244,18 +283,13 @@ impl Issuer {
             ClientAuth::Multiple => Err(invalid_request(
                 "use exactly one client authentication method",
             )),
-            ClientAuth::Trusted { id } => self
-                .clients
-                .get(id)
-                .map(|(c, _)| c)
-                .ok_or_else(|| failed(false)),
+            ClientAuth::Trusted { id } => self.clients.get(id).map(|(c, _)| c).ok_or_else(failed),
             ClientAuth::Basic { id, secret } | ClientAuth::Post { id, secret } => {
-                let basic = matches!(auth, ClientAuth::Basic { .. });
-                let (client, hash) = self.clients.get(id).ok_or_else(|| failed(basic))?;
+                let (client, hash) = self.clients.get(id).ok_or_else(failed)?;
                 if self.verifier.verify(id, secret, hash) {
                     Ok(client)
                 } else {
-                    Err(failed(basic))
+                    Err(failed())
                 }
             }
         }
@@ -383,13 +417,6 @@ impl Issuer {
     /// issuer is reachable).
     pub async fn metadata(&self, base_url: &str) -> Value {
         let base = base_url.trim_end_matches('/');
-        let algs: Vec<&str> = match self.keys.key_set().await {
-            Ok(set) => std::iter::once(&set.active)
-                .chain(set.next.iter())
-                .map(|k| algorithm_name(k.alg))
-                .collect(),
-            Err(_) => Vec::new(),
-        };
         json!({
             "issuer": self.manifest.issuer,
             "token_endpoint": format!("{base}/oauth/token"),
@@ -398,7 +425,6 @@ impl Issuer {
             "token_endpoint_auth_methods_supported": ["client_secret_basic", "client_secret_post"],
             "response_types_supported": [],
             "scopes_supported": self.manifest.apis.iter().flat_map(|a| a.scopes.iter()).collect::<Vec<_>>(),
-            "token_endpoint_auth_signing_alg_values_supported": algs,
         })
     }
 }

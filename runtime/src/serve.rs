@@ -2,8 +2,8 @@
 //! or when it (or a hook module) changes, shut down on Ctrl-C / SIGTERM.
 
 use std::net::SocketAddr;
-use std::path::{Path, PathBuf};
-use std::time::{Duration, SystemTime};
+use std::path::PathBuf;
+use std::time::Duration;
 
 use axum::extract::{ConnectInfo, Request};
 use axum::middleware::{self, Next};
@@ -11,7 +11,7 @@ use axum::response::Response;
 use tokio::net::TcpListener;
 
 use crate::http::{CurrentIssuer, PeerIp, router};
-use crate::pipeline::{Issuer, Services};
+use crate::pipeline::{Issuer, Services, SourceFiles};
 
 /// How often the manifest and hook files are checked for changes.
 pub const WATCH_INTERVAL: Duration = Duration::from_secs(1);
@@ -50,52 +50,36 @@ async fn shutdown_signal() {
     tracing::info!("shutting down");
 }
 
-/// Reload on SIGHUP or on a change to the manifest or any hook module. A
-/// manifest that fails to load is refused and the running one stays.
+/// Reload on SIGHUP or on a change to the manifest or any hook module it
+/// names. A manifest that fails to load is refused and the running one stays.
 async fn watch_manifest(path: PathBuf, services: Services, current: CurrentIssuer) {
     let mut hup = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())
         .expect("SIGHUP handler");
-    let mut seen = fingerprint(&path, &current);
+    // What the running issuer was loaded from, so a change made while it was
+    // loading is not missed.
+    let mut seen = current.get().sources().clone();
     let mut tick = tokio::time::interval(WATCH_INTERVAL);
     loop {
         let reason = tokio::select! {
             _ = hup.recv() => "SIGHUP",
             _ = tick.tick() => {
-                let now = fingerprint(&path, &current);
+                let now = SourceFiles::read(&path);
                 if now == seen { continue; }
-                seen = now;
                 "file change"
             }
         };
         match Issuer::load(&path, &services).await {
             Ok(issuer) => {
                 let hooks = issuer.hook_names().join(", ");
+                seen = issuer.sources().clone();
                 current.replace(issuer);
-                seen = fingerprint(&path, &current);
                 tracing::info!(manifest = %path.display(), reason, hooks, "manifest reloaded");
             }
             Err(err) => {
+                // Do not retry until something changes again.
+                seen = SourceFiles::read(&path);
                 tracing::error!(manifest = %path.display(), reason, error = %err, "manifest refused; the running configuration stays");
             }
         }
     }
-}
-
-/// Modification times and sizes of the manifest and the current hook modules.
-fn fingerprint(path: &Path, current: &CurrentIssuer) -> Vec<Option<(SystemTime, u64)>> {
-    let stat = |p: &Path| {
-        std::fs::metadata(p)
-            .ok()
-            .and_then(|m| Some((m.modified().ok()?, m.len())))
-    };
-    let issuer = current.get();
-    let manifest = issuer.manifest();
-    std::iter::once(stat(path))
-        .chain(
-            manifest
-                .hooks
-                .iter()
-                .map(|h| stat(&manifest.resolve(&h.module))),
-        )
-        .collect()
 }

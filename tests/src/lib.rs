@@ -111,11 +111,19 @@ impl TestServer {
             tokio::spawn(tokenhook::serve::serve(listener, path, services, current));
             Ok::<_, String>(addr)
         };
-        let addr = std::thread::scope(|s| {
+        let started = std::thread::scope(|s| {
             s.spawn(|| runtime.block_on(start))
                 .join()
                 .expect("server start")
-        })?;
+        });
+        let addr = match started {
+            Ok(addr) => addr,
+            Err(err) => {
+                // Callers may be async: shut down without blocking.
+                runtime.shutdown_background();
+                return Err(err);
+            }
+        };
         Ok(TestServer {
             addr,
             dir,

@@ -173,7 +173,11 @@ pub async fn reply(resp: reqwest::Response) -> Reply {
 }
 
 /// POST `form` to the token endpoint with `headers`.
-pub async fn post_form(server: &TestServer, form: &[(&str, &str)], headers: &[(&str, &str)]) -> Reply {
+pub async fn post_form(
+    server: &TestServer,
+    form: &[(&str, &str)],
+    headers: &[(&str, &str)],
+) -> Reply {
     let mut req = reqwest::Client::new()
         .post(server.url("/oauth/token"))
         .form(form);
@@ -184,7 +188,11 @@ pub async fn post_form(server: &TestServer, form: &[(&str, &str)], headers: &[(&
 }
 
 /// POST a raw body to the token endpoint.
-pub async fn post_raw(server: &TestServer, headers: &[(&str, &str)], body: impl Into<reqwest::Body>) -> Reply {
+pub async fn post_raw(
+    server: &TestServer,
+    headers: &[(&str, &str)],
+    body: impl Into<reqwest::Body>,
+) -> Reply {
     let mut req = reqwest::Client::new()
         .post(server.url("/oauth/token"))
         .body(body);
@@ -195,7 +203,12 @@ pub async fn post_raw(server: &TestServer, headers: &[(&str, &str)], body: impl 
 }
 
 /// A client-credentials request for `audience` with Basic credentials and `extra` fields.
-pub async fn token_for(server: &TestServer, client: &Client, audience: &str, extra: &[(&str, &str)]) -> Reply {
+pub async fn token_for(
+    server: &TestServer,
+    client: &Client,
+    audience: &str,
+    extra: &[(&str, &str)],
+) -> Reply {
     let mut form = vec![("grant_type", "client_credentials"), ("audience", audience)];
     form.extend_from_slice(extra);
     let auth = basic_header(client.id, &client.secret);
@@ -335,7 +348,8 @@ pub fn echo_hook(claim: &str) -> String {
 /// three (and grows memory), so a reused instance or memory would show.
 /// Sets `https://claims.test/state` to "fresh" or "dirty".
 pub fn state_probe_hook() -> String {
-    let fresh = format!(r#"{{"commands":[{{"set_claim":{{"name":"{NS}state","value":"fresh"}}}}]}}"#);
+    let fresh =
+        format!(r#"{{"commands":[{{"set_claim":{{"name":"{NS}state","value":"fresh"}}}}]}}"#);
     let dirty = fresh.replace("fresh", "dirty");
     let len = fresh.len() as u64;
     format!(
@@ -379,37 +393,27 @@ pub fn trap_hook() -> String {
 /// The claim value `claim` of `claims`, as an echoed event.
 pub fn echoed<'a>(claims: &'a Value, claim: &str) -> &'a Value {
     let seen = &claims[claim];
-    assert!(seen.is_object(), "claim {claim} holds the echoed event: {claims}");
+    assert!(
+        seen.is_object(),
+        "claim {claim} holds the echoed event: {claims}"
+    );
     seen
 }
 
-/// HMAC-SHA256 (RFC 2104) with the host's SHA-256, as lowercase hex; an
-/// implementation independent of the hook's `hmac` crate.
+/// HMAC-SHA256 as lowercase hex, with aws-lc-rs: an implementation
+/// independent of the hook's RustCrypto `hmac` crate.
 pub fn hmac_sha256_hex(key: &[u8], message: &[u8]) -> String {
-    let sha = |bytes: &[u8]| hex_decode(&tokenhook::engine::sha256_hex(bytes));
-    let mut block = [0u8; 64];
-    if key.len() > 64 {
-        block[..32].copy_from_slice(&sha(key));
-    } else {
-        block[..key.len()].copy_from_slice(key);
-    }
-    let pad = |byte: u8| block.iter().map(|b| b ^ byte).collect::<Vec<u8>>();
-    let mut inner = pad(0x36);
-    inner.extend_from_slice(message);
-    let mut outer = pad(0x5c);
-    outer.extend_from_slice(&sha(&inner));
-    tokenhook::engine::sha256_hex(&outer)
-}
-
-fn hex_decode(text: &str) -> Vec<u8> {
-    (0..text.len())
-        .step_by(2)
-        .map(|i| u8::from_str_radix(&text[i..i + 2], 16).expect("hex"))
-        .collect()
+    use aws_lc_rs::hmac;
+    let tag = hmac::sign(&hmac::Key::new(hmac::HMAC_SHA256, key), message);
+    tag.as_ref().iter().map(|b| format!("{b:02x}")).collect()
 }
 
 /// Poll `check` every 100 ms until it holds or `within` passes.
-pub async fn eventually(what: &str, within: std::time::Duration, mut check: impl AsyncFnMut() -> bool) {
+pub async fn eventually(
+    what: &str,
+    within: std::time::Duration,
+    mut check: impl AsyncFnMut() -> bool,
+) {
     let deadline = std::time::Instant::now() + within;
     loop {
         if check().await {
