@@ -305,6 +305,14 @@ impl Issuer {
     ) -> Result<(), OAuthError> {
         let request_id = event.request_id.clone();
         let call = hook.call(event);
+        if call.logs_dropped > 0 {
+            tracing::warn!(
+                request_id,
+                hook = hook.name(),
+                dropped = call.logs_dropped,
+                "hook log lines over the limit were dropped"
+            );
+        }
         for line in &call.logs {
             log_hook_line(
                 &request_id,

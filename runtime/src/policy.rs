@@ -26,15 +26,6 @@ pub struct Changes {
     pub claims_removed: Vec<String>,
 }
 
-impl Changes {
-    pub fn is_empty(&self) -> bool {
-        self.scopes_added.is_empty()
-            && self.scopes_removed.is_empty()
-            && self.claims_set.is_empty()
-            && self.claims_removed.is_empty()
-    }
-}
-
 #[derive(Debug)]
 pub enum Applied {
     Changed(TokenState, Changes),

@@ -170,7 +170,7 @@ fn run_hook(
     );
     match call.outcome {
         Ok(commands) => {
-            let out = json!({ "commands": commands, "logs": call.logs });
+            let out = json!({ "commands": commands, "logs": call.logs, "logs_dropped": call.logs_dropped });
             println!(
                 "{}",
                 serde_json::to_string_pretty(&out).expect("output serializes")
