@@ -34,7 +34,7 @@ pub struct DirectInvoke {
 
 /// Serve Lambda events until the runtime stops us.
 pub async fn run(current: CurrentIssuer) -> Result<(), lambda_runtime::Error> {
-    let app = router(current.clone()).layer(axum::middleware::map_request(source_ip));
+    let app = router(current.clone()).layer(axum::middleware::map_request(from_event));
     let current = Arc::new(current);
     lambda_runtime::run(service_fn(move |event: LambdaEvent<Value>| {
         let (app, current) = (app.clone(), current.clone());
@@ -100,16 +100,97 @@ pub async fn direct_invoke(
     }
 }
 
-/// The caller's IP from the API Gateway / Function URL request context.
-async fn source_ip(mut req: axum::extract::Request) -> axum::extract::Request {
+/// What the event knows about an HTTP request that a socket would have told
+/// the local server: the caller's IP (as the `PeerIp` extension, for hooks) —
+/// from API Gateway's / the Function URL's request context, or under an ALB the
+/// address it appended to `X-Forwarded-For` (the last one; earlier entries come
+/// from the client and are not trusted). Without an `x-request-id` header, the
+/// Lambda request id becomes the request id, so logs correlate.
+async fn from_event(mut req: axum::extract::Request) -> axum::extract::Request {
     use lambda_http::request::RequestContext as Ctx;
     let ip = match req.request_context_ref() {
         Some(Ctx::ApiGatewayV2(ctx)) => ctx.http.source_ip.clone(),
         Some(Ctx::ApiGatewayV1(ctx)) => ctx.identity.source_ip.clone(),
+        Some(Ctx::Alb(_)) => last_forwarded_for(req.headers()),
         _ => None,
     };
-    if let Some(ip) = ip {
+    if let Some(ip) = ip.filter(|ip| !ip.is_empty()) {
         req.extensions_mut().insert(PeerIp(ip));
     }
+    if !req.headers().contains_key("x-request-id")
+        && let Some(id) = req
+            .lambda_context_ref()
+            .and_then(|c| axum::http::HeaderValue::from_str(&c.request_id).ok())
+    {
+        req.headers_mut().insert("x-request-id", id);
+    }
     req
+}
+
+fn last_forwarded_for(headers: &axum::http::HeaderMap) -> Option<String> {
+    let last = headers.get_all("x-forwarded-for").iter().next_back()?;
+    let ip = last.to_str().ok()?.rsplit(',').next()?.trim();
+    Some(ip.to_string())
+}
+
+/// Tell Lambda why initialisation failed (`/runtime/init/error`), so the
+/// invoke that started this environment reports the cause, not just an exit.
+pub async fn report_init_error(error_type: &str, message: &str) {
+    use lambda_runtime_api_client::{Client, body::Body, build_request};
+    let diagnostic = lambda_runtime::Diagnostic {
+        error_type: error_type.to_string(),
+        error_message: message.to_string(),
+    };
+    let request = serde_json::to_vec(&diagnostic)
+        .map_err(|e| e.to_string())
+        .and_then(|body| {
+            build_request()
+                .method("POST")
+                .uri("/2018-06-01/runtime/init/error")
+                .header("lambda-runtime-function-error-type", error_type)
+                .header("content-type", "application/json")
+                .body(Body::from(body))
+                .map_err(|e| e.to_string())
+        });
+    let sent = match (Client::builder().build(), request) {
+        (Ok(client), Ok(request)) => client.call(request).await.map_err(|e| e.to_string()),
+        (Err(e), _) => Err(e.to_string()),
+        (_, Err(e)) => Err(e),
+    };
+    if let Err(e) = sent {
+        tracing::error!(error = %e, "cannot report the init error to the Lambda runtime API");
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_alb_appended_address_is_the_last_forwarded_for() {
+        let mut headers = axum::http::HeaderMap::new();
+        assert_eq!(last_forwarded_for(&headers), None);
+        headers.append(
+            "x-forwarded-for",
+            "192.0.2.9, 203.0.113.20".parse().unwrap(),
+        );
+        assert_eq!(
+            last_forwarded_for(&headers).as_deref(),
+            Some("203.0.113.20")
+        );
+        headers.append("x-forwarded-for", " 198.51.100.1 ".parse().unwrap());
+        assert_eq!(
+            last_forwarded_for(&headers).as_deref(),
+            Some("198.51.100.1")
+        );
+    }
+
+    #[test]
+    fn a_direct_invoke_refuses_unknown_fields() {
+        let err = serde_json::from_value::<DirectInvoke>(json!({
+            "tokenhook": "token_request", "client_id": "a", "audience": "b", "client_secret": "x"
+        }))
+        .unwrap_err();
+        assert!(err.to_string().contains("client_secret"), "{err}");
+    }
 }

@@ -336,6 +336,7 @@ impl Drop for ChildGroup {
     fn drop(&mut self) {
         let _ = Command::new("kill")
             .args(["-s", "KILL", "--", &format!("-{}", self.0.id())])
+            .stderr(std::process::Stdio::null())
             .status();
         let _ = self.0.wait();
     }
@@ -362,9 +363,18 @@ pub fn wait_for_port(port: u16, timeout: std::time::Duration) -> bool {
     false
 }
 
-/// A Python tool installed by `tests/run.sh` into `.venv` (or found on PATH).
-/// Under CI its absence is a failure; elsewhere the caller may skip.
+/// A Python tool installed by `tests/run.sh` into `.venv`: from the
+/// environment variable `TOKENHOOK_<NAME>` (`moto_server` →
+/// `TOKENHOOK_MOTO_SERVER`, `cargo-lambda` → `TOKENHOOK_CARGO_LAMBDA`), else
+/// `.venv/bin/<name>` in the workspace, else `PATH`. Under CI (`CI` set and not
+/// `false`/`0`) its absence is a failure; elsewhere the caller skips, loudly.
 pub fn python_tool(name: &str) -> Option<PathBuf> {
+    let var = format!("TOKENHOOK_{}", name.to_uppercase().replace('-', "_"));
+    if let Some(path) = std::env::var_os(&var).filter(|p| !p.is_empty()) {
+        let path = PathBuf::from(path);
+        assert!(path.exists(), "{var}={} does not exist", path.display());
+        return Some(path);
+    }
     let venv = workspace_root().join(".venv/bin").join(name);
     if venv.exists() {
         return Some(venv);
@@ -374,8 +384,9 @@ pub fn python_tool(name: &str) -> Option<PathBuf> {
             .map(|p| p.join(name))
             .find(|p| p.exists())
     });
-    if found.is_none() && std::env::var_os("CI").is_some() {
-        panic!("{name} is missing: tests/run.sh installs it into .venv");
+    let ci = std::env::var("CI").is_ok_and(|v| !matches!(v.as_str(), "" | "false" | "0"));
+    if found.is_none() && ci {
+        panic!("{name} is missing (CI is set): tests/run.sh installs it into .venv, or set {var}");
     }
     found
 }

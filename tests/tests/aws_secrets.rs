@@ -5,9 +5,13 @@
 //! keys keep serving, then the documented failure), and a missing secret.
 
 use std::process::{Command, Stdio};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use serde_json::{Value, json};
+use aws_sdk_secretsmanager::Client;
+use aws_sdk_secretsmanager::error::DisplayErrorContext;
+
+use serde_json::Value;
 use tokenhook::keys::{SigningKey, StoredKey, StoredKeySet, generate_pkcs8_pem};
 use tokenhook_tests::{
     ChildGroup, ServerProcess, free_port, hook_wasm, hooks_dir, jose, manifest, python_tool,
@@ -43,33 +47,67 @@ impl Moto {
         format!("http://127.0.0.1:{}", self.port)
     }
 
-    /// One Secrets Manager API call (AWS JSON 1.1 protocol; moto does not check signatures).
-    async fn call(&self, action: &str, body: Value) -> Value {
-        let resp = reqwest::Client::new()
-            .post(self.endpoint())
-            .header("content-type", "application/x-amz-json-1.1")
-            .header("x-amz-target", format!("secretsmanager.{action}"))
-            .header("authorization", "AWS4-HMAC-SHA256 Credential=test/20261125/us-east-1/secretsmanager/aws4_request, SignedHeaders=host, Signature=0")
-            .body(body.to_string())
-            .send()
-            .await
-            .unwrap();
-        assert!(resp.status().is_success(), "{action}: {}", resp.status());
-        resp.json().await.unwrap()
+    /// The real AWS SDK, pointed at moto (dummy credentials: moto does not check signatures).
+    fn client(&self) -> Client {
+        use aws_sdk_secretsmanager::config::{BehaviorVersion, Credentials, Region};
+        Client::from_conf(
+            aws_sdk_secretsmanager::Config::builder()
+                .behavior_version(BehaviorVersion::latest())
+                .endpoint_url(self.endpoint())
+                .region(Region::new("us-east-1"))
+                .credentials_provider(Credentials::new("test", "test", None, None, "test"))
+                .build(),
+        )
     }
 
     async fn create(&self, name: &str, value: &str) {
-        self.call("CreateSecret", json!({"Name": name, "SecretString": value}))
-            .await;
+        self.client()
+            .create_secret()
+            .name(name)
+            .secret_string(value)
+            .send()
+            .await
+            .unwrap_or_else(|e| panic!("CreateSecret {name}: {}", DisplayErrorContext(&e)));
     }
 
     async fn put(&self, name: &str, value: &str) {
-        self.call(
-            "PutSecretValue",
-            json!({"SecretId": name, "SecretString": value}),
-        )
-        .await;
+        self.client()
+            .put_secret_value()
+            .secret_id(name)
+            .secret_string(value)
+            .send()
+            .await
+            .unwrap_or_else(|e| panic!("PutSecretValue {name}: {}", DisplayErrorContext(&e)));
     }
+}
+
+/// Everything a child writes to stderr, collected by a thread (a full pipe would block it).
+fn collect_stderr(server: &mut ServerProcess) -> Arc<Mutex<String>> {
+    use std::io::BufRead;
+    let log = Arc::new(Mutex::new(String::new()));
+    let stderr = server.child.0.stderr.take().expect("stderr piped");
+    let sink = log.clone();
+    std::thread::spawn(move || {
+        for line in std::io::BufReader::new(stderr)
+            .lines()
+            .map_while(Result::ok)
+        {
+            let mut log = sink.lock().unwrap();
+            log.push_str(&line);
+            log.push('\n');
+        }
+    });
+    log
+}
+
+/// The log lines (JSON) whose message is `message`.
+fn logged(log: &Mutex<String>, message: &str) -> Vec<Value> {
+    log.lock()
+        .unwrap()
+        .lines()
+        .filter_map(|l| serde_json::from_str::<Value>(l).ok())
+        .filter(|l| l["fields"]["message"] == message)
+        .collect()
 }
 
 fn new_key() -> (StoredKey, String) {
@@ -98,17 +136,24 @@ fn key_set(active: &StoredKey, next: Option<&StoredKey>, retired: &[&StoredKey])
 
 /// The server as a process, with the AWS SDK pointed at moto.
 fn spawn_server(moto: &Moto, dir: &std::path::Path) -> Result<ServerProcess, String> {
+    spawn_server_with(moto, dir, &[])
+}
+
+fn spawn_server_with(
+    moto: &Moto,
+    dir: &std::path::Path,
+    env: &[(&str, &str)],
+) -> Result<ServerProcess, String> {
     let endpoint = moto.endpoint();
-    ServerProcess::spawn(
-        &dir.join("manifest.toml"),
-        &[
-            ("AWS_ENDPOINT_URL", endpoint.as_str()),
-            ("AWS_REGION", "us-east-1"),
-            ("AWS_ACCESS_KEY_ID", "test"),
-            ("AWS_SECRET_ACCESS_KEY", "test"),
-            ("AWS_EC2_METADATA_DISABLED", "true"),
-        ],
-    )
+    let mut all = vec![
+        ("AWS_ENDPOINT_URL", endpoint.as_str()),
+        ("AWS_REGION", "us-east-1"),
+        ("AWS_ACCESS_KEY_ID", "test"),
+        ("AWS_SECRET_ACCESS_KEY", "test"),
+        ("AWS_EC2_METADATA_DISABLED", "true"),
+    ];
+    all.extend_from_slice(env);
+    ServerProcess::spawn(&dir.join("manifest.toml"), &all)
 }
 
 async fn jwks(addr: &str) -> Value {
@@ -155,7 +200,7 @@ secrets = { signing_key = "tokenhook/hooks/signing-key" }
 fn aws_manifest(hooks: &str) -> String {
     manifest(hooks).replace(
         r#"keys = { source = "file", path = "{dir}/key.pem" }"#,
-        "keys = { source = \"secretsmanager\", secret_id = \"tokenhook/keyset\", cache_ttl = \"1s\", max_stale = \"4s\" }\nhook_secret_ttl = \"1s\"",
+        "keys = { source = \"secretsmanager\", secret_id = \"tokenhook/keyset\", cache_ttl = \"1s\", max_stale = \"8s\" }\nhook_secret_ttl = \"1s\"",
     )
 }
 
@@ -184,8 +229,38 @@ async fn keys_and_hook_secrets_from_secrets_manager_rotate_and_survive_an_outage
         "{stderr}"
     );
 
+    // So does a key set that does not exist, naming the secret.
+    write_manifest_in(
+        dir.path(),
+        &aws_manifest(HOOKS).replace("tokenhook/keyset", "tokenhook/no-such-keyset"),
+    );
+    let stderr = spawn_server(&moto, dir.path())
+        .err()
+        .expect("start-up must fail");
+    assert!(
+        stderr.contains("keys.secret_id") && stderr.contains("tokenhook/no-such-keyset"),
+        "{stderr}"
+    );
+
+    // TOKENHOOK_KEYSET_SECRET_ID (as template.yaml sets it) switches a manifest with a
+    // key file to the Secrets Manager key set.
+    let plain = tempfile::tempdir().unwrap();
+    write_manifest_in(plain.path(), &manifest(""));
+    let overridden = spawn_server_with(
+        &moto,
+        plain.path(),
+        &[("TOKENHOOK_KEYSET_SECRET_ID", "tokenhook/keyset")],
+    )
+    .unwrap();
+    let (status, body) = overridden.app_token().await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(kid_of(body["access_token"].as_str().unwrap()), kid_a);
+    assert!(!plain.path().join("key.pem").exists(), "no key file made");
+    drop(overridden);
+
     write_manifest_in(dir.path(), &aws_manifest(HOOKS));
-    let server = spawn_server(&moto, dir.path()).unwrap();
+    let mut server = spawn_server(&moto, dir.path()).unwrap();
+    let log = collect_stderr(&mut server);
     let addr = server.addr.clone();
     let (status, first) = server.app_token().await;
     assert_eq!(status, 200, "{first}");
@@ -281,16 +356,87 @@ async fn keys_and_hook_secrets_from_secrets_manager_rotate_and_survive_an_outage
     )
     .unwrap();
 
-    // The emulator goes away: cached keys keep serving up to max_stale (4 s), then 503.
+    // The emulator goes away. The SDK retries a refused connection for seconds; the key
+    // set is refreshed in the background, so cached keys keep serving, promptly, up to
+    // max_stale (8 s); then tokens are refused with 503 temporarily_unavailable.
+    // `keys_only` (no hook secrets) shows the key path alone; hook secrets are
+    // refreshed on the request path (hooks.rs), so `server` may take seconds for the
+    // request that refreshes them, but it keeps serving too.
+    let keys_only_dir = tempfile::tempdir().unwrap();
+    write_manifest_in(keys_only_dir.path(), &aws_manifest(""));
+    let keys_only = spawn_server(&moto, keys_only_dir.path()).unwrap();
+    assert_eq!(keys_only.app_token().await.0, 200);
     drop(moto.process);
+    let outage = Instant::now();
+    while outage.elapsed() < Duration::from_secs(4) {
+        let asked = Instant::now();
+        let (status, body) = keys_only.app_token().await;
+        assert_eq!(
+            status, 200,
+            "cached keys serve while the store is down: {body}"
+        );
+        assert!(
+            asked.elapsed() < Duration::from_secs(1),
+            "a token took {:?} while the store was down",
+            asked.elapsed()
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
     let (status, body) = server.app_token().await;
     assert_eq!(
         status, 200,
-        "cached keys serve while the store is down: {body}"
+        "cached keys and hook secrets serve while the store is down: {body}"
     );
+    eventually("stale keys refused", Duration::from_secs(30), async || {
+        let (status, body) = keys_only.app_token().await;
+        status == 503 && body["error"] == "temporarily_unavailable"
+    })
+    .await;
     eventually("stale keys refused", Duration::from_secs(30), async || {
         let (status, body) = server.app_token().await;
         status == 503 && body["error"] == "temporarily_unavailable"
     })
     .await;
+
+    // The logs say what happened, naming the secret and the cause, never a value.
+    let stale = logged(&log, "key set refresh failed; serving the cached key set");
+    assert!(
+        !stale.is_empty(),
+        "a warning while serving stale keys:\n{}",
+        log.lock().unwrap()
+    );
+    assert_eq!(stale[0]["level"], "WARN");
+    assert_eq!(stale[0]["fields"]["secret_id"], "tokenhook/keyset");
+    assert!(
+        stale[0]["fields"]["error"]
+            .as_str()
+            .unwrap()
+            .contains("tokenhook/keyset"),
+        "{}",
+        stale[0]
+    );
+    let expired = logged(
+        &log,
+        "key set refresh failed and the cached key set is too old to serve; tokens cannot be signed",
+    );
+    assert!(!expired.is_empty(), "an error beyond max_stale");
+    assert_eq!(expired[0]["level"], "ERROR");
+    let unavailable = logged(&log, "signing keys unavailable");
+    assert!(
+        unavailable[0]["fields"]["error"]
+            .as_str()
+            .unwrap()
+            .contains("beyond the maximum staleness"),
+        "{}",
+        unavailable[0]
+    );
+    assert!(
+        !logged(&log, "signing key rotated").is_empty(),
+        "the rotation is logged"
+    );
+    let log = log.lock().unwrap();
+    assert!(
+        !log.contains("PRIVATE KEY") && !log.contains("k3y"),
+        "no key material or secret values in logs"
+    );
 }

@@ -9,8 +9,9 @@
 //! Every `write:*` scope is removed unless the client's metadata value for
 //! `metadata_key` is one of `values` (no `write_requires`: writes are kept).
 //! Each of `add_scopes` is added if the API defines it and the client was
-//! granted it (the host refuses anything else); others are skipped with a
-//! warning in the log.
+//! granted it (the host refuses anything else): one the API does not define
+//! is skipped with a warning in the log, one not granted with an info line.
+//! No config at all changes nothing. Every removal and addition is logged.
 
 use serde::Deserialize;
 use tokenhook_sdk::prelude::*;
@@ -74,6 +75,7 @@ pub fn scope_policy(event: &Event) -> Result<Decision, HookError> {
                 &format!("{scope} is not granted to this client; not adding it"),
             );
         } else if !event.token.scopes.contains(scope) {
+            log(LogLevel::Info, &format!("adding {scope}"));
             decision.add_scope(scope.as_str());
         }
     }
@@ -133,13 +135,18 @@ mod tests {
 
     #[test]
     fn adds_only_scopes_the_api_defines() {
+        testing::take_logs();
         let d = scope_policy(&event(Some("gold"))).unwrap();
         assert!(d.adds_scope("read:status"));
         assert!(!d.adds_scope("read:unknown"));
+        let logs = testing::take_logs();
         assert!(
-            testing::take_logs()
-                .iter()
+            logs.iter()
                 .any(|l| l.level == LogLevel::Warn && l.message.contains("read:unknown"))
+        );
+        assert!(
+            logs.iter()
+                .any(|l| l.level == LogLevel::Info && l.message == "adding read:status")
         );
     }
 
@@ -148,6 +155,15 @@ mod tests {
         let mut e = event(Some("gold"));
         e.granted_scopes.retain(|s| s != "read:status");
         assert!(!scope_policy(&e).unwrap().adds_scope("read:status"));
+    }
+
+    #[test]
+    fn no_config_changes_nothing() {
+        assert!(
+            scope_policy(&EventBuilder::new().build())
+                .unwrap()
+                .is_empty()
+        );
     }
 
     #[test]

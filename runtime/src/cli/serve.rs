@@ -84,6 +84,9 @@ pub fn run(args: ServeArgs) -> ExitCode {
             Err(err) => {
                 tracing::error!(error = %err, "cannot start");
                 eprintln!("error: {err}");
+                if lambda {
+                    crate::lambda::report_init_error("Tokenhook.InitError", &err.to_string()).await;
+                }
                 return ExitCode::from(2);
             }
         };

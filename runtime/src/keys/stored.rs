@@ -1,11 +1,19 @@
 //! A key set kept as JSON in a secret store (AWS Secrets Manager): fetched,
 //! parsed and cached; refreshed after a TTL; when a refresh fails the cached
 //! set keeps serving up to a maximum staleness, then signing fails clearly.
+//!
+//! The hot path is a read lock and an `Arc` clone. A due refresh runs as a
+//! task of its own, one at a time (single flight). The request that started it
+//! waits for it at most [`REFRESH_WAIT`]; every other request, and that one
+//! after the wait, keeps using the cached set while it may still serve, so a
+//! slow or unreachable store (the SDK retries for seconds) never holds up
+//! tokens. Only a set beyond its maximum staleness makes requests wait for the
+//! refresh, and fail if it fails. After a failed refresh the next attempt comes
+//! [`retry_interval`] later (at most the TTL), so an outage costs one store call
+//! per interval, not one per token.
 
-use std::sync::Arc;
+use std::sync::{Arc, RwLock};
 use std::time::{Duration, Instant};
-
-use tokio::sync::Mutex;
 
 use super::{KeyError, KeyFuture, KeySet, KeySource, StoredKeySet};
 use crate::secrets::SecretStore;
@@ -14,18 +22,40 @@ use crate::secrets::SecretStore;
 pub const DEFAULT_CACHE_TTL: Duration = Duration::from_secs(300);
 /// Default time a cached key set may keep serving while refreshes fail.
 pub const DEFAULT_MAX_STALE: Duration = Duration::from_secs(3600);
+/// Longest wait between refresh attempts after a failure.
+pub const MAX_RETRY_INTERVAL: Duration = Duration::from_secs(10);
+/// How long the request that starts a refresh waits for it before it signs
+/// with the cached set (a healthy Secrets Manager answers in tens of ms).
+pub const REFRESH_WAIT: Duration = Duration::from_millis(250);
+
+/// Time between refresh attempts after a failed one.
+pub fn retry_interval(ttl: Duration) -> Duration {
+    ttl.min(MAX_RETRY_INTERVAL)
+}
 
 pub struct StoredSecretKeySource {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
     store: Arc<dyn SecretStore>,
     secret_id: String,
     ttl: Duration,
     max_stale: Duration,
-    cache: Mutex<Option<Cached>>,
+    state: RwLock<State>,
+    /// Held by the one refresh under way.
+    refresh: Arc<tokio::sync::Mutex<()>>,
 }
 
-struct Cached {
+#[derive(Clone)]
+struct State {
     set: Arc<KeySet>,
+    /// When `set` was fetched.
     fetched: Instant,
+    /// No refresh before this instant (TTL after a success, retry interval after a failure).
+    next_attempt: Instant,
+    /// Why the last refresh failed, if it did.
+    last_error: Option<String>,
 }
 
 impl StoredSecretKeySource {
@@ -36,79 +66,197 @@ impl StoredSecretKeySource {
         ttl: Duration,
         max_stale: Duration,
     ) -> Result<Self, KeyError> {
-        let source = StoredSecretKeySource {
-            store,
-            secret_id: secret_id.to_string(),
-            ttl,
-            max_stale: max_stale.max(ttl),
-            cache: Mutex::new(None),
-        };
-        let set = source.fetch().await?;
-        *source.cache.lock().await = Some(Cached {
-            set,
-            fetched: Instant::now(),
-        });
-        Ok(source)
+        let set = fetch(store.as_ref(), secret_id).await?;
+        let now = Instant::now();
+        tracing::info!(secret_id, kid = %set.active.kid, next = ?set.next.as_ref().map(|k| &k.kid), "key set loaded");
+        Ok(StoredSecretKeySource {
+            inner: Arc::new(Inner {
+                store,
+                secret_id: secret_id.to_string(),
+                ttl,
+                max_stale: max_stale.max(ttl),
+                state: RwLock::new(State {
+                    set,
+                    fetched: now,
+                    next_attempt: now + ttl,
+                    last_error: None,
+                }),
+                refresh: Arc::new(tokio::sync::Mutex::new(())),
+            }),
+        })
     }
 
-    async fn fetch(&self) -> Result<Arc<KeySet>, KeyError> {
-        let what = format!("key set secret `{}`", self.secret_id);
-        let text = self
-            .store
-            .get_secret_string(&self.secret_id)
-            .await
-            .map_err(|e| KeyError::Unavailable(format!("{what}: {e}")))?;
-        let stored: StoredKeySet = serde_json::from_str(&text).map_err(|e| {
-            // serde's message names the field; it never quotes key material.
-            KeyError::Unavailable(format!(
-                "{what} is not a key set {{active, next, retired}}: {e}"
-            ))
-        })?;
-        Ok(Arc::new(stored.into_key_set(&what)?))
+    #[cfg(test)]
+    fn snapshot(&self) -> State {
+        self.inner.snapshot()
     }
 
     async fn current(&self) -> Result<Arc<KeySet>, KeyError> {
-        // One refresh at a time: concurrent requests wait for it (single flight).
-        let mut cache = self.cache.lock().await;
-        let Some(cached) = cache.as_ref() else {
-            unreachable!("opened with a key set")
-        };
-        let age = cached.fetched.elapsed();
-        if age < self.ttl {
-            return Ok(cached.set.clone());
+        let inner = &self.inner;
+        let state = inner.snapshot();
+        if Instant::now() < state.next_attempt {
+            return inner.serve(&state);
         }
-        match self.fetch().await {
-            Ok(set) => {
-                if set.active.kid != cached.set.active.kid {
-                    tracing::info!(secret_id = %self.secret_id, kid = %set.active.kid, "signing key rotated");
+        match inner.refresh.clone().try_lock_owned() {
+            Ok(guard) => {
+                let mut task = tokio::spawn(inner.clone().refresh(guard));
+                let joined = match tokio::time::timeout(REFRESH_WAIT, &mut task).await {
+                    Ok(joined) => joined,
+                    Err(_) => match inner.serve(&state) {
+                        Ok(set) => return Ok(set),
+                        Err(_) => task.await,
+                    },
+                };
+                joined.unwrap_or_else(|e| {
+                    Err(KeyError::Unavailable(format!(
+                        "refreshing the key set from secret `{}` failed: {e}",
+                        inner.secret_id
+                    )))
+                })
+            }
+            // A refresh is under way: use the cached set, or wait for the refresh.
+            Err(_) => match inner.serve(&state) {
+                Ok(set) => Ok(set),
+                Err(_) => {
+                    let _done = inner.refresh.lock().await;
+                    inner.serve(&inner.snapshot())
                 }
-                *cache = Some(Cached {
+            },
+        }
+    }
+}
+
+impl Inner {
+    fn snapshot(&self) -> State {
+        self.state.read().expect("key set lock").clone()
+    }
+
+    /// The cached set if it is not too old to serve.
+    fn serve(&self, state: &State) -> Result<Arc<KeySet>, KeyError> {
+        let age = state.fetched.elapsed();
+        if age < self.max_stale {
+            return Ok(state.set.clone());
+        }
+        Err(KeyError::Unavailable(format!(
+            "the cached key set from secret `{}` is {}s old, beyond the maximum staleness of {}s, and refreshing it failed: {}",
+            self.secret_id,
+            age.as_secs(),
+            self.max_stale.as_secs(),
+            state
+                .last_error
+                .as_deref()
+                .unwrap_or("no refresh has finished yet")
+        )))
+    }
+
+    /// Fetch the set again and cache the outcome; `_guard` makes this the only refresh.
+    async fn refresh(
+        self: Arc<Self>,
+        _guard: tokio::sync::OwnedMutexGuard<()>,
+    ) -> Result<Arc<KeySet>, KeyError> {
+        let state = self.snapshot();
+        if Instant::now() < state.next_attempt {
+            // Another refresh finished just before this one took the lock.
+            return self.serve(&state);
+        }
+        match fetch(self.store.as_ref(), &self.secret_id).await {
+            Ok(set) => {
+                if set.active.kid != state.set.active.kid {
+                    tracing::info!(secret_id = %self.secret_id, kid = %set.active.kid, previous = %state.set.active.kid, "signing key rotated");
+                }
+                let now = Instant::now();
+                *self.state.write().expect("key set lock") = State {
                     set: set.clone(),
-                    fetched: Instant::now(),
-                });
+                    fetched: now,
+                    next_attempt: now + self.ttl,
+                    last_error: None,
+                };
                 Ok(set)
             }
-            Err(err) if age < self.max_stale => {
-                tracing::warn!(
-                    secret_id = %self.secret_id, error = %err, age_s = age.as_secs(),
-                    max_stale_s = self.max_stale.as_secs(),
-                    "key set refresh failed; serving the cached key set"
-                );
-                Ok(cached.set.clone())
-            }
             Err(err) => {
-                tracing::error!(
-                    secret_id = %self.secret_id, error = %err, age_s = age.as_secs(),
-                    "key set refresh failed and the cached key set is too old to serve"
-                );
-                Err(KeyError::Unavailable(format!(
-                    "cached key set is {}s old, beyond the maximum staleness of {}s, and refreshing failed: {err}",
-                    age.as_secs(),
-                    self.max_stale.as_secs()
-                )))
+                let cause = err.to_string();
+                let failed = State {
+                    next_attempt: Instant::now() + retry_interval(self.ttl),
+                    last_error: Some(cause.clone()),
+                    ..state
+                };
+                let age = failed.fetched.elapsed();
+                let result = self.serve(&failed);
+                *self.state.write().expect("key set lock") = failed;
+                match &result {
+                    Ok(_) => tracing::warn!(
+                        secret_id = %self.secret_id, error = %cause, age_s = age.as_secs(),
+                        max_stale_s = self.max_stale.as_secs(),
+                        "key set refresh failed; serving the cached key set"
+                    ),
+                    Err(_) => tracing::error!(
+                        secret_id = %self.secret_id, error = %cause, age_s = age.as_secs(),
+                        max_stale_s = self.max_stale.as_secs(),
+                        "key set refresh failed and the cached key set is too old to serve; tokens cannot be signed"
+                    ),
+                }
+                result
             }
         }
     }
+}
+
+/// Read and parse the key set in `secret_id`. Errors name the secret and the
+/// cause, never key material.
+async fn fetch(store: &dyn SecretStore, secret_id: &str) -> Result<Arc<KeySet>, KeyError> {
+    let what = format!("key set secret `{secret_id}`");
+    let text = store
+        .get_secret_string(secret_id)
+        .await
+        .map_err(|e| KeyError::Unavailable(format!("{what}: {e}")))?;
+    let stored = parse_stored(&text).map_err(|e| {
+        KeyError::Unavailable(format!(
+            "{what} is not a key set {{active, next, retired}}: {e}"
+        ))
+    })?;
+    let set = stored.into_key_set(&what).map_err(|e| match e {
+        KeyError::BadKey { .. } => e,
+        other => KeyError::Unavailable(format!("{what}: {other}")),
+    })?;
+    Ok(Arc::new(set))
+}
+
+/// Parse a stored key set; the error names the field and the problem with any
+/// quoted value left out (serde quotes the string it rejects, which may be a key).
+fn parse_stored(text: &str) -> Result<StoredKeySet, String> {
+    // Syntax errors name a line and column, never content.
+    let value: serde_json::Value = serde_json::from_str(text).map_err(|e| e.to_string())?;
+    serde_path_to_error::deserialize(value).map_err(|e| {
+        let path = e.path().to_string();
+        let message = without_quoted(&e.into_inner().to_string());
+        if path == "." || path.is_empty() {
+            message
+        } else {
+            format!("`{path}`: {message}")
+        }
+    })
+}
+
+/// `text` with the contents of every double-quoted string replaced by `…`.
+fn without_quoted(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    let mut chars = text.chars();
+    while let Some(c) = chars.next() {
+        out.push(c);
+        if c == '"' {
+            out.push('…');
+            let mut escaped = false;
+            for c in chars.by_ref() {
+                match c {
+                    '\\' if !escaped => escaped = true,
+                    '"' if !escaped => break,
+                    _ => escaped = false,
+                }
+            }
+            out.push('"');
+        }
+    }
+    out
 }
 
 impl KeySource for StoredSecretKeySource {
@@ -117,7 +265,7 @@ impl KeySource for StoredSecretKeySource {
     }
 
     fn describe(&self) -> String {
-        format!("secret {}", self.secret_id)
+        format!("secret {}", self.inner.secret_id)
     }
 }
 
@@ -125,31 +273,37 @@ impl KeySource for StoredSecretKeySource {
 mod tests {
     use std::collections::HashMap;
     use std::sync::Mutex as StdMutex;
+    use std::sync::atomic::{AtomicUsize, Ordering};
 
     use super::*;
     use crate::keys::{StoredKey, generate_pkcs8_pem};
     use crate::secrets::SecretFuture;
 
-    /// A secret store in memory that can be switched off.
+    /// A secret store in memory that can be switched off or slowed down.
     #[derive(Default)]
     struct MemoryStore {
         values: StdMutex<HashMap<String, String>>,
         down: StdMutex<bool>,
+        delay: StdMutex<Duration>,
+        calls: AtomicUsize,
     }
 
     impl SecretStore for MemoryStore {
         fn get_secret_string<'a>(&'a self, id: &'a str) -> SecretFuture<'a> {
-            let result = if *self.down.lock().unwrap() {
-                Err("connection refused".to_string())
-            } else {
+            self.calls.fetch_add(1, Ordering::SeqCst);
+            let delay = *self.delay.lock().unwrap();
+            Box::pin(async move {
+                tokio::time::sleep(delay).await;
+                if *self.down.lock().unwrap() {
+                    return Err("connection refused".to_string());
+                }
                 self.values
                     .lock()
                     .unwrap()
                     .get(id)
                     .cloned()
                     .ok_or_else(|| format!("secret `{id}` not found"))
-            };
-            Box::pin(async move { result })
+            })
         }
     }
 
@@ -288,5 +442,133 @@ mod tests {
             .unwrap()
             .to_string();
         assert!(err.contains("active") && err.contains("PKCS#8"), "{err}");
+    }
+
+    #[tokio::test]
+    async fn errors_never_quote_key_material() {
+        let store = Arc::new(MemoryStore::default());
+        let pem = generate_pkcs8_pem(jsonwebtoken::Algorithm::ES256).unwrap();
+        let body = pem.lines().nth(1).unwrap().to_string();
+        for text in [
+            serde_json::json!({"active": pem}).to_string(),
+            serde_json::json!({"active": {"private_key_pem": pem, "alg": "HS256"}}).to_string(),
+            serde_json::json!({"active": {"private_key_pem": pem}, "extra": pem}).to_string(),
+            serde_json::json!([pem]).to_string(),
+            pem.clone(),
+        ] {
+            store.values.lock().unwrap().insert("keys".into(), text);
+            let err = StoredSecretKeySource::open(
+                store.clone(),
+                "keys",
+                DEFAULT_CACHE_TTL,
+                DEFAULT_MAX_STALE,
+            )
+            .await
+            .err()
+            .unwrap()
+            .to_string();
+            assert!(err.contains("`keys`"), "{err}");
+            assert!(!err.contains(&body) && !err.contains("BEGIN"), "{err}");
+        }
+        store.values.lock().unwrap().insert(
+            "keys".into(),
+            serde_json::json!({"active": pem}).to_string(),
+        );
+        let err = StoredSecretKeySource::open(store, "keys", DEFAULT_CACHE_TTL, DEFAULT_MAX_STALE)
+            .await
+            .err()
+            .unwrap()
+            .to_string();
+        assert!(
+            err.contains("`active`") && err.contains("invalid type"),
+            "{err}"
+        );
+    }
+
+    #[tokio::test]
+    async fn a_slow_refresh_does_not_hold_up_requests() {
+        let store = Arc::new(MemoryStore::default());
+        put(
+            &store,
+            &StoredKeySet {
+                active: key(),
+                next: None,
+                retired: vec![],
+            },
+        );
+        let source = StoredSecretKeySource::open(
+            store.clone(),
+            "keys",
+            Duration::ZERO,
+            Duration::from_secs(60),
+        )
+        .await
+        .unwrap();
+        let old = source.key_set().await.unwrap().active.kid.clone();
+        *store.delay.lock().unwrap() = Duration::from_millis(1000);
+        let rotated = key();
+        put(
+            &store,
+            &StoredKeySet {
+                active: rotated.clone(),
+                next: None,
+                retired: vec![],
+            },
+        );
+        let started = Instant::now();
+        for _ in 0..10 {
+            assert_eq!(source.key_set().await.unwrap().active.kid, old);
+        }
+        assert!(
+            started.elapsed() < REFRESH_WAIT + Duration::from_millis(200),
+            "the first request waits at most REFRESH_WAIT, the others not at all: {:?}",
+            started.elapsed()
+        );
+        assert_eq!(
+            store.calls.load(Ordering::SeqCst),
+            3,
+            "open, refresh, one refresh under way"
+        );
+        tokio::time::sleep(Duration::from_millis(1100)).await;
+        assert_ne!(
+            source.snapshot().set.active.kid,
+            old,
+            "the refresh finished in the background"
+        );
+    }
+
+    #[tokio::test]
+    async fn an_outage_costs_one_store_call_per_retry_interval() {
+        let store = Arc::new(MemoryStore::default());
+        put(
+            &store,
+            &StoredKeySet {
+                active: key(),
+                next: None,
+                retired: vec![],
+            },
+        );
+        let ttl = Duration::from_millis(200);
+        let source =
+            StoredSecretKeySource::open(store.clone(), "keys", ttl, Duration::from_secs(60))
+                .await
+                .unwrap();
+        *store.down.lock().unwrap() = true;
+        tokio::time::sleep(ttl).await;
+        for _ in 0..20 {
+            source.key_set().await.unwrap();
+        }
+        assert_eq!(store.calls.load(Ordering::SeqCst), 2, "one failed refresh");
+        tokio::time::sleep(retry_interval(ttl)).await;
+        source.key_set().await.unwrap();
+        assert_eq!(
+            store.calls.load(Ordering::SeqCst),
+            3,
+            "retried after the interval"
+        );
+        *store.down.lock().unwrap() = false;
+        tokio::time::sleep(retry_interval(ttl)).await;
+        source.key_set().await.unwrap();
+        assert!(source.snapshot().last_error.is_none(), "recovered");
     }
 }
