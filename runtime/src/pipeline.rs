@@ -151,7 +151,7 @@ impl Issuer {
         self.hooks.iter().map(ChainHook::name).collect()
     }
 
-    /// The keys to publish (active and next).
+    /// The key set: `active` signs; `active`, `next` and `retired` are published.
     pub async fn key_set(&self) -> Result<Arc<KeySet>, OAuthError> {
         self.keys.key_set().await.map_err(|e| {
             tracing::error!(error = %e, source = %self.keys.describe(), "signing keys unavailable");

@@ -190,12 +190,17 @@ pub async fn get_json(server: &TestServer, path: &str) -> Value {
 }
 
 /// The `tokenhook` binary of this workspace (debug), built on first use.
+///
+/// Built with the same target selection as `cargo test --workspace` (the
+/// workspace's bins and tests), so cargo unifies dependency features the same
+/// way and reuses what the test run already compiled; `-p tokenhook` alone
+/// would rebuild every dependency with a different feature set.
 pub fn tokenhook_bin() -> PathBuf {
     static BUILT: OnceLock<()> = OnceLock::new();
     BUILT.get_or_init(|| {
         let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
         let status = Command::new(cargo)
-            .args(["build", "-p", "tokenhook", "--bin", "tokenhook"])
+            .args(["build", "--workspace", "--bins", "--tests"])
             .current_dir(workspace_root())
             .status()
             .expect("run cargo build");

@@ -332,14 +332,37 @@ async fn keys_and_hook_secrets_from_secrets_manager_rotate_and_survive_an_outage
         "https://api.test",
     )
     .unwrap();
+    // The retired key never signs again, but stays published so tokens it
+    // signed keep verifying against a freshly fetched JWKS until they expire.
     assert!(
         published["keys"]
             .as_array()
             .unwrap()
             .iter()
-            .all(|k| k["kid"] != kid_a.as_str()),
-        "retired keys are not published"
+            .any(|k| k["kid"] == kid_a.as_str()),
+        "retired keys stay published"
     );
+    jose::verify(
+        &first_token,
+        &published,
+        "https://issuer.test/",
+        "https://api.test",
+    )
+    .unwrap();
+    // Once its tokens have expired the operator deletes it, and it is unpublished.
+    moto.put("tokenhook/keyset", &key_set(&b, None, &[])).await;
+    eventually(
+        "retired key unpublished",
+        Duration::from_secs(10),
+        async || {
+            jwks(&addr).await["keys"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .all(|k| k["kid"] != kid_a.as_str())
+        },
+    )
+    .await;
     // Tokens from before the rotation verify with the JWKS verifiers cached while both were published.
     jose::verify(
         &first_token,

@@ -129,14 +129,16 @@ impl SigningKey {
     }
 }
 
-/// The keys in force: `active` signs; `active` and `next` are published so
-/// verifiers know `next` before it signs; retired keys are neither.
+/// The keys in force. Only `active` signs. All are published: `next` so
+/// verifiers know it before it signs, `retired` so tokens a retired key signed
+/// keep verifying until they expire; the operator deletes a retired key once
+/// the longest token lifetime has passed (docs/deploy.md).
 #[derive(Debug)]
 pub struct KeySet {
     pub active: SigningKey,
     pub next: Option<SigningKey>,
-    /// Key ids of retired keys, for the record; they never sign and are not published.
-    pub retired: Vec<String>,
+    /// Public keys of retired keys: published for verification, never used to sign.
+    pub retired: Vec<Jwk>,
 }
 
 impl KeySet {
@@ -151,6 +153,7 @@ impl KeySet {
     pub fn jwks(&self) -> JwkSet {
         let mut keys = vec![self.active.jwk.clone()];
         keys.extend(self.next.iter().map(|k| k.jwk.clone()));
+        keys.extend(self.retired.iter().cloned());
         JwkSet { keys }
     }
 }
@@ -202,7 +205,7 @@ impl StoredKeySet {
         let retired = self
             .retired
             .into_iter()
-            .map(|k| parse(k, "retired").map(|k| k.kid))
+            .map(|k| parse(k, "retired").map(|k| k.jwk))
             .collect::<Result<_, _>>()?;
         Ok(KeySet {
             active,
