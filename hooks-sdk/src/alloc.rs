@@ -6,11 +6,36 @@
 //! or `String` happens in place), and linear memory grows in whole pages when
 //! needed. This makes a typical hook call markedly cheaper than with the
 //! default allocator. The host's memory cap still bounds the total.
+//!
+//! Allocation starts in a static arena and grows linear memory only once the
+//! arena is used up. The arena is zero-initialised data (`.bss`): it adds no
+//! bytes to the module, it raises the module's initial memory. A typical call
+//! (a few KiB of event, commands and serde state) fits, so memory never grows.
+//! That matters to the host more than to the guest: a call that grew memory
+//! leaves the pooled memory slot larger than the module's initial size, and
+//! the next instance in that slot must shrink it back with an `mprotect`,
+//! which flushes the TLB on every core that runs the process.
 
 use core::alloc::{GlobalAlloc, Layout};
 use core::cell::Cell;
+#[cfg(target_arch = "wasm32")]
+use core::cell::UnsafeCell;
 
 const PAGE: usize = 64 * 1024;
+
+/// Bytes served from the static arena before linear memory grows.
+pub const ARENA_BYTES: usize = 64 * 1024;
+
+#[cfg(target_arch = "wasm32")]
+#[repr(C, align(16))]
+struct Arena(UnsafeCell<[u8; ARENA_BYTES]>);
+
+// SAFETY: wasm32-unknown-unknown hooks are single-threaded.
+#[cfg(target_arch = "wasm32")]
+unsafe impl Sync for Arena {}
+
+#[cfg(target_arch = "wasm32")]
+static ARENA: Arena = Arena(UnsafeCell::new([0; ARENA_BYTES]));
 
 pub struct BumpAlloc {
     next: Cell<usize>,
@@ -37,12 +62,15 @@ impl Default for BumpAlloc {
 
 unsafe impl GlobalAlloc for BumpAlloc {
     unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
+        if self.end.get() == 0 {
+            self.start_in_arena();
+        }
         let align = layout.align();
         let start = (self.next.get() + align - 1) & !(align - 1);
         let Some(end) = start.checked_add(layout.size()) else {
             return core::ptr::null_mut();
         };
-        if self.next.get() == 0 || end > self.end.get() {
+        if end > self.end.get() {
             return self.grow_and_alloc(layout);
         }
         self.next.set(end);
@@ -77,6 +105,17 @@ unsafe impl GlobalAlloc for BumpAlloc {
 }
 
 impl BumpAlloc {
+    /// The first allocation of an instance starts in the static arena.
+    #[cold]
+    fn start_in_arena(&self) {
+        #[cfg(target_arch = "wasm32")]
+        {
+            let start = ARENA.0.get() as usize;
+            self.next.set(start);
+            self.end.set(start + ARENA_BYTES);
+        }
+    }
+
     #[cold]
     fn grow_and_alloc(&self, layout: Layout) -> *mut u8 {
         let need = layout.size() + layout.align();
