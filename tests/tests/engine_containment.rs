@@ -312,3 +312,29 @@ fn one_engine_serves_concurrent_calls_with_fresh_instances() {
         t.join().unwrap();
     }
 }
+
+/// Nothing survives from one call to the next: not globals, not the data
+/// segment, not the rest of the initial memory, not grown pages. The pooling
+/// allocator reuses the same memory slot for the same module, so this is
+/// what proves that a reused slot is reset.
+#[test]
+fn no_state_survives_between_calls_on_a_reused_slot() {
+    let engine = HookEngine::new(Default::default());
+    let snoop = engine
+        .load(&read(hostile("snoop")), None, Limits::default())
+        .unwrap();
+    let other = engine
+        .load(&read(hook_wasm("tenant_claims")), None, Limits::default())
+        .unwrap();
+    for round in 0..20 {
+        let call = snoop.call(&event());
+        assert_eq!(
+            call.outcome.as_ref().map_err(|f| f.to_string()),
+            Ok(&vec![]),
+            "call {round} saw state from an earlier call"
+        );
+        if round % 5 == 4 {
+            assert!(other.call(&event()).outcome.is_ok());
+        }
+    }
+}
