@@ -10,7 +10,7 @@
 
 use std::hint::black_box;
 
-use criterion::{Criterion, criterion_group, criterion_main};
+use criterion::{Criterion, criterion_group};
 use serde_json::json;
 use tokenhook::engine::{EngineSettings, HookEngine, Limits};
 use tokenhook::keys::{SigningKey, generate_pkcs8_pem};
@@ -136,4 +136,40 @@ fn pipeline(c: &mut Criterion) {
 }
 
 criterion_group!(hook_benches, benches, pipeline);
-criterion_main!(hook_benches);
+
+fn main() {
+    hook_benches();
+    Criterion::default().configure_from_args().final_summary();
+    report_ratios();
+}
+
+/// This run's estimates (the ones criterion prints) as ratios to the sign-only
+/// baseline of the same run: absolute times on a shared machine drift from
+/// run to run, ratios much less.
+fn report_ratios() {
+    let dir = tokenhook_tests::workspace_root().join("target/criterion");
+    let estimate_ns = |id: &str| -> Option<f64> {
+        let text = std::fs::read_to_string(dir.join(id).join("new/estimates.json")).ok()?;
+        let estimates: serde_json::Value = serde_json::from_str(&text).ok()?;
+        estimates["slope"]["point_estimate"]
+            .as_f64()
+            .or(estimates["mean"]["point_estimate"].as_f64())
+    };
+    let Some(baseline) = estimate_ns("sign_only") else {
+        return; // filtered out of this run
+    };
+    println!(
+        "\nagainst the sign-only baseline of this run ({:.1} µs):",
+        baseline / 1e3
+    );
+    for (id, name) in [
+        ("instantiate", "instantiate"),
+        ("hook_call_tenant_claims", "hook_call/tenant_claims"),
+        ("issue/no_hooks", "issue/no_hooks"),
+        ("issue/four_hooks", "issue/four_hooks"),
+    ] {
+        if let Some(ns) = estimate_ns(id) {
+            println!("  {name:24} {:8.1} µs  {:5.2}x", ns / 1e3, ns / baseline);
+        }
+    }
+}
