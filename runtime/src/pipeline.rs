@@ -329,8 +329,9 @@ impl Issuer {
                         tracing::info!(
                             request_id, hook = hook.name(), duration_us = usage.wall_time.as_micros() as u64,
                             fuel_used = usage.fuel_used, memory_peak = usage.memory_peak,
-                            scopes_added = ?changes.scopes_added, scopes_removed = ?changes.scopes_removed,
-                            claims_set = ?changes.claims_set, claims_removed = ?changes.claims_removed,
+                            // Space-separated, like OAuth's `scope`: plain strings that log queries can match.
+                            scopes_added = %changes.scopes_added.join(" "), scopes_removed = %changes.scopes_removed.join(" "),
+                            claims_set = %changes.claims_set.join(" "), claims_removed = %changes.claims_removed.join(" "),
                             "hook applied"
                         );
                         event.token = token;
