@@ -134,9 +134,54 @@ fn hook_run_prints_commands_and_usage_against_limits() {
     assert!(
         stderr.contains("/ 5,000,000")
             && stderr.contains("/ 4.0 MiB")
-            && stderr.contains("/ 20.0 ms"),
+            && stderr.contains("/ 20.0 ms")
+            && stderr.contains(" · warm "),
         "{stderr}"
     );
+}
+
+/// README's "try it" command, on the example event shipped for it.
+#[test]
+fn the_readme_example_event_runs_every_example_hook() {
+    let event = tokenhook_tests::workspace_root().join("examples/event.json");
+    let tenant = hook_run(
+        &hook_wasm("tenant_claims"),
+        &event,
+        &[
+            "--config",
+            r#"{"namespace":"https://example.com/"}"#,
+            "--fuel",
+            "5000000",
+            "--timeout",
+            "20ms",
+        ],
+    );
+    assert!(
+        tenant.status.success(),
+        "{}",
+        String::from_utf8_lossy(&tenant.stderr)
+    );
+    assert!(
+        stdout_json(&tenant)["commands"]
+            .as_array()
+            .unwrap()
+            .contains(&serde_json::json!({"remove_scope": "write:orders"}))
+    );
+    for (hook, args) in [
+        ("scope_policy", vec![]),
+        (
+            "deny_list",
+            vec!["--config", r#"{"clients":["revoked-client"]}"#],
+        ),
+        ("signed_claim", vec!["--secret", "signing_key=dev-only"]),
+    ] {
+        let output = hook_run(&hook_wasm(hook), &event, &args);
+        assert!(
+            output.status.success(),
+            "{hook}: {}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+    }
 }
 
 #[test]
