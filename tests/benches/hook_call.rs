@@ -138,25 +138,38 @@ fn pipeline(c: &mut Criterion) {
 criterion_group!(hook_benches, benches, pipeline);
 
 fn main() {
+    let started = std::time::SystemTime::now();
     hook_benches();
     Criterion::default().configure_from_args().final_summary();
-    report_ratios();
+    report_ratios(started);
 }
 
 /// This run's estimates (the ones criterion prints) as ratios to the sign-only
 /// baseline of the same run: absolute times on a shared machine drift from
-/// run to run, ratios much less.
-fn report_ratios() {
-    let dir = tokenhook_tests::workspace_root().join("target/criterion");
+/// run to run, ratios much less. Estimates left by earlier runs (benchmarks
+/// filtered out of this one) are not reported.
+fn report_ratios(started: std::time::SystemTime) {
+    // Where criterion writes its estimates: CRITERION_HOME, else the target dir's `criterion`.
+    let dir = std::env::var_os("CRITERION_HOME")
+        .map(std::path::PathBuf::from)
+        .or_else(|| {
+            std::env::var_os("CARGO_TARGET_DIR")
+                .map(|t| std::path::PathBuf::from(t).join("criterion"))
+        })
+        .unwrap_or_else(|| tokenhook_tests::workspace_root().join("target/criterion"));
     let estimate_ns = |id: &str| -> Option<f64> {
-        let text = std::fs::read_to_string(dir.join(id).join("new/estimates.json")).ok()?;
+        let path = dir.join(id).join("new/estimates.json");
+        if std::fs::metadata(&path).ok()?.modified().ok()? < started {
+            return None;
+        }
+        let text = std::fs::read_to_string(path).ok()?;
         let estimates: serde_json::Value = serde_json::from_str(&text).ok()?;
         estimates["slope"]["point_estimate"]
             .as_f64()
             .or(estimates["mean"]["point_estimate"].as_f64())
     };
     let Some(baseline) = estimate_ns("sign_only") else {
-        return; // filtered out of this run
+        return; // not measured in this run
     };
     println!(
         "\nagainst the sign-only baseline of this run ({:.1} µs):",

@@ -144,30 +144,18 @@ fn hook_run_prints_commands_and_usage_against_limits() {
 #[test]
 fn the_readme_example_event_runs_every_example_hook() {
     let event = tokenhook_tests::workspace_root().join("examples/event.json");
-    let tenant = hook_run(
-        &hook_wasm("tenant_claims"),
-        &event,
-        &[
-            "--config",
-            r#"{"namespace":"https://example.com/"}"#,
-            "--fuel",
-            "5000000",
-            "--timeout",
-            "20ms",
-        ],
-    );
-    assert!(
-        tenant.status.success(),
-        "{}",
-        String::from_utf8_lossy(&tenant.stderr)
-    );
-    assert!(
-        stdout_json(&tenant)["commands"]
-            .as_array()
-            .unwrap()
-            .contains(&serde_json::json!({"remove_scope": "write:orders"}))
-    );
     for (hook, args) in [
+        (
+            "tenant_claims",
+            vec![
+                "--config",
+                r#"{"namespace":"https://example.com/"}"#,
+                "--fuel",
+                "5000000",
+                "--timeout",
+                "20ms",
+            ],
+        ),
         ("scope_policy", vec![]),
         (
             "deny_list",
@@ -181,6 +169,14 @@ fn the_readme_example_event_runs_every_example_hook() {
             "{hook}: {}",
             String::from_utf8_lossy(&output.stderr)
         );
+        if hook == "tenant_claims" {
+            assert!(
+                stdout_json(&output)["commands"]
+                    .as_array()
+                    .unwrap()
+                    .contains(&serde_json::json!({"remove_scope": "write:orders"}))
+            );
+        }
     }
 }
 
