@@ -490,3 +490,89 @@ impl ServerProcess {
         assert!(status.success(), "kill {signal}");
     }
 }
+
+/// An AWS SDK configuration for an emulator at `endpoint` (`http://127.0.0.1:PORT`):
+/// region us-east-1, fixed test credentials (moto does not check signatures).
+pub async fn aws_sdk_config(endpoint: &str) -> aws_config::SdkConfig {
+    aws_config::defaults(aws_config::BehaviorVersion::latest())
+        .endpoint_url(endpoint)
+        .region(aws_config::Region::new("us-east-1"))
+        .test_credentials()
+        .load()
+        .await
+}
+
+/// A `moto` server (PyPI `moto[server]`, every AWS service it emulates on one
+/// port) on 127.0.0.1, killed with its children on drop. A missing
+/// `moto_server` fails the test: `tests/run.sh` installs it.
+pub struct MotoServer {
+    pub port: u16,
+    _process: ChildGroup,
+}
+
+impl MotoServer {
+    /// Start on a free port.
+    pub fn start() -> MotoServer {
+        MotoServer::start_on(free_port())
+    }
+
+    /// Start on `port`, e.g. the port of a server stopped before, to bring
+    /// "the same" AWS back (empty: moto keeps its state in memory).
+    pub fn start_on(port: u16) -> MotoServer {
+        use std::process::Stdio;
+        let moto = python_tool("moto_server")
+            .expect("moto_server is missing: tests/run.sh installs it into .venv");
+        let process = ChildGroup::spawn(
+            Command::new(moto)
+                .args(["-H", "127.0.0.1", "-p", &port.to_string()])
+                .stdout(Stdio::null())
+                .stderr(Stdio::null()),
+        );
+        assert!(
+            wait_for_port(port, std::time::Duration::from_secs(60)),
+            "moto did not start on port {port}"
+        );
+        MotoServer {
+            port,
+            _process: process,
+        }
+    }
+
+    pub fn endpoint(&self) -> String {
+        format!("http://127.0.0.1:{}", self.port)
+    }
+
+    /// The environment that points a process's AWS SDK (the `tokenhook`
+    /// binary) at this server.
+    pub fn env(&self) -> Vec<(String, String)> {
+        [
+            ("AWS_ENDPOINT_URL", self.endpoint().as_str()),
+            ("AWS_REGION", "us-east-1"),
+            ("AWS_ACCESS_KEY_ID", "testing"),
+            ("AWS_SECRET_ACCESS_KEY", "testing"),
+            ("AWS_EC2_METADATA_DISABLED", "true"),
+        ]
+        .into_iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect()
+    }
+
+    /// The same, for an SDK client in the test process ([`aws_sdk_config`]).
+    pub async fn sdk_config(&self) -> aws_config::SdkConfig {
+        aws_sdk_config(&self.endpoint()).await
+    }
+
+    /// A [`tokenhook::store::dynamodb::DynamoStore`] on a new table `table`
+    /// here, created as the store's own layout says.
+    pub async fn dynamo_store(&self, table: &str) -> tokenhook::store::dynamodb::DynamoStore {
+        let store = tokenhook::store::dynamodb::DynamoStore::from_sdk_config(
+            &self.sdk_config().await,
+            table,
+        );
+        store
+            .create_table()
+            .await
+            .unwrap_or_else(|e| panic!("create table `{table}` in moto: {e}"));
+        store
+    }
+}
