@@ -137,13 +137,14 @@ pub async fn load_chain(
             .map_err(|e| err("module", format!("cannot read {}: {e}", path.display())))?;
         let engine = engine.clone();
         let (sha, limits) = (config.sha256.clone(), *limits);
-        let module =
-            tokio::task::spawn_blocking(move || engine.load(&bytes, sha.as_deref(), limits))
-                .await
-                .map_err(|e| err("module", format!("loading panicked: {e}")))?
-                .map_err(|f: HookFailure| {
-                    err("module", format!("{} refused: {f}", path.display()))
-                })?;
+        // The bundle's precompiled artifact, when it verifies (engine::precompiled).
+        let (name, precompiled) = (config.name.clone(), manifest.precompiled(config));
+        let module = tokio::task::spawn_blocking(move || {
+            engine.load_hook(&name, &bytes, sha.as_deref(), limits, precompiled.as_ref())
+        })
+        .await
+        .map_err(|e| err("module", format!("loading panicked: {e}")))?
+        .map_err(|f: HookFailure| err("module", format!("{} refused: {f}", path.display())))?;
         let mut values = Secrets::default();
         for (name, source) in &config.secrets {
             let value = resolve_secret(manifest, source, secrets)

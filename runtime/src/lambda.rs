@@ -38,7 +38,12 @@ pub async fn run(current: CurrentIssuer) -> Result<(), lambda_runtime::Error> {
     let current = Arc::new(current);
     lambda_runtime::run(service_fn(move |event: LambdaEvent<Value>| {
         let (app, current) = (app.clone(), current.clone());
-        async move { handle(event, app, &current).await }
+        async move {
+            let started = std::time::Instant::now();
+            let response = handle(event, app, &current).await;
+            crate::startup::request_done(started.elapsed());
+            response
+        }
     }))
     .await
 }

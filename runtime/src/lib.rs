@@ -15,4 +15,5 @@ pub mod pipeline;
 pub mod policy;
 pub mod secrets;
 pub mod serve;
+pub mod startup;
 pub mod units;

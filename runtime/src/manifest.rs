@@ -234,6 +234,33 @@ pub struct HookConfig {
     /// Secrets this hook may read: the name it sees → where the value lives.
     #[serde(default)]
     pub secrets: BTreeMap<String, SecretRef>,
+    /// Native code for this hook, made ahead of time by `tokenhook bundle
+    /// --target` (which writes this table; not meant to be written by hand).
+    /// Default none: the hook is compiled when the manifest loads. Used only
+    /// when it verifies, else the pinned module is compiled with a warning.
+    #[serde(default)]
+    pub precompiled: Option<PrecompiledConfig>,
+}
+
+/// `hooks[i].precompiled`: an artifact made by `tokenhook bundle --target`,
+/// and what it must be to be used instead of compiling the module: these
+/// bytes (`sha256`), made from the pinned module (`module_sha256` equal to the
+/// hook's `sha256`), for this host (`target`), by an engine configured as the
+/// issuer's (`engine`). Requires the hook's `sha256` pin.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PrecompiledConfig {
+    /// The artifact (a wasmtime `.cwasm`), relative to the manifest's directory.
+    pub artifact: PathBuf,
+    /// Lowercase hex SHA-256 of the artifact file.
+    pub sha256: String,
+    /// Lowercase hex SHA-256 of the wasm module it was compiled from.
+    pub module_sha256: String,
+    /// The target triple it was compiled for, e.g. `aarch64-unknown-linux-gnu`.
+    pub target: String,
+    /// The compatibility fingerprint (64 hex digits) of the engine that made
+    /// it; see `docs/architecture.md` (hook engine).
+    pub engine: String,
 }
 
 #[derive(Clone, Debug, Default, Deserialize)]
@@ -393,6 +420,19 @@ impl Manifest {
             })?;
         manifest.path = path.to_path_buf();
         Ok(manifest)
+    }
+
+    /// `hooks[i].precompiled` with its artifact path resolved.
+    pub fn precompiled(&self, hook: &HookConfig) -> Option<crate::engine::Precompiled> {
+        hook.precompiled
+            .as_ref()
+            .map(|p| crate::engine::Precompiled {
+                artifact: self.resolve(&p.artifact),
+                sha256: p.sha256.to_ascii_lowercase(),
+                module_sha256: p.module_sha256.to_ascii_lowercase(),
+                target: p.target.clone(),
+                engine: p.engine.to_ascii_lowercase(),
+            })
     }
 
     /// Resolve a path from the manifest against the manifest's directory; `~/`
@@ -565,6 +605,10 @@ impl Manifest {
                     "must be 64 hex digits (see `tokenhook hook check`)",
                 ));
             }
+            if let Some(p) = &hook.precompiled {
+                validate_precompiled(p, hook.sha256.is_some())
+                    .map_err(|(field, msg)| self.err(at(&format!("precompiled{field}")), msg))?;
+            }
             for (j, api) in hook.filter.apis.iter().enumerate() {
                 if !api_ids.contains(api.as_str()) {
                     return Err(self.err(
@@ -641,6 +685,34 @@ impl Manifest {
             max_output: size("max_output", &cfg.max_output, d.max_output)?,
         })
     }
+}
+
+fn is_sha256_hex(s: &str) -> bool {
+    s.len() == 64 && s.chars().all(|c| c.is_ascii_hexdigit())
+}
+
+/// Shapes of `hooks[i].precompiled`; the error's field is relative to it.
+fn validate_precompiled(p: &PrecompiledConfig, pinned: bool) -> Result<(), (String, String)> {
+    if !pinned {
+        return Err((
+            String::new(),
+            "needs the hook's `sha256` pin: native code is used only when made from the pinned module".into(),
+        ));
+    }
+    if p.artifact.as_os_str().is_empty() {
+        return Err((".artifact".into(), "must not be empty".into()));
+    }
+    for (field, value) in [
+        (".sha256", &p.sha256),
+        (".module_sha256", &p.module_sha256),
+        (".engine", &p.engine),
+    ] {
+        if !is_sha256_hex(value) {
+            return Err((field.into(), "must be 64 hex digits".into()));
+        }
+    }
+    crate::engine::precompiled::parse_target(&p.target).map_err(|e| (".target".into(), e))?;
+    Ok(())
 }
 
 /// An RFC 8414 issuer identifier: http(s), a host, no query, no fragment.

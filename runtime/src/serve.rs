@@ -23,7 +23,9 @@ pub async fn serve(
     current: CurrentIssuer,
 ) -> std::io::Result<()> {
     tokio::spawn(watch_manifest(manifest_path, services, current.clone()));
-    let app = router(current).layer(middleware::from_fn(peer_ip));
+    let app = router(current)
+        .layer(middleware::from_fn(peer_ip))
+        .layer(middleware::from_fn(first_request));
     axum::serve(
         listener,
         app.into_make_service_with_connect_info::<SocketAddr>(),
@@ -37,6 +39,14 @@ async fn peer_ip(mut req: Request, next: Next) -> Response {
         req.extensions_mut().insert(PeerIp(addr.ip().to_string()));
     }
     next.run(req).await
+}
+
+/// The first answered request completes the start-up breakdown (`startup`).
+async fn first_request(req: Request, next: Next) -> Response {
+    let started = std::time::Instant::now();
+    let response = next.run(req).await;
+    crate::startup::request_done(started.elapsed());
+    response
 }
 
 async fn shutdown_signal() {

@@ -49,8 +49,8 @@ pub fn in_lambda() -> bool {
 }
 
 pub fn run(args: ServeArgs) -> ExitCode {
-    super::init_logging();
     let started = Instant::now();
+    super::init_logging();
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -79,7 +79,18 @@ pub fn run(args: ServeArgs) -> ExitCode {
         };
         // Manifest, keys and hooks load once per process (per Lambda
         // execution environment), before the first request.
-        let issuer = match Issuer::load(&args.manifest, &services).await {
+        let issuer_start = Instant::now();
+        services.engine.record_loads();
+        let loaded = Issuer::load(&args.manifest, &services).await;
+        let ready = Instant::now();
+        crate::startup::ready(crate::startup::Startup {
+            process_start: started,
+            issuer_start,
+            ready,
+            hooks: services.engine.take_loads(),
+            lambda,
+        });
+        let issuer = match loaded {
             Ok(issuer) => issuer,
             Err(err) => {
                 tracing::error!(error = %err, "cannot start");
