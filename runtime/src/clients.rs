@@ -6,7 +6,7 @@
 //! are stored as argon2id; a successful verification is remembered, keyed by a
 //! digest of the presented secret, so the hot path stays microseconds.
 
-use std::collections::HashSet;
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::Mutex;
 
 use argon2::{Argon2, PasswordHash, PasswordHasher, PasswordVerifier};
@@ -33,6 +33,40 @@ impl SecretHash {
             return Ok(SecretHash::Argon2(text.to_string()));
         }
         Err("must be `sha256:<hex>` (tokenhook secret new) or `$argon2id$...` (tokenhook secret hash); plain secrets are not accepted".into())
+    }
+}
+
+/// A client as authentication and the grant check need it, from the
+/// manifest or the store.
+#[derive(Clone, Debug)]
+pub struct KnownClient {
+    pub id: String,
+    pub name: Option<String>,
+    pub metadata: BTreeMap<String, String>,
+    /// May introspect tokens and read the revocation feed.
+    pub introspect: bool,
+    pub hash: SecretHash,
+    /// API identifier → granted scopes.
+    pub grants: HashMap<String, Vec<String>>,
+}
+
+impl KnownClient {
+    /// From a store entry; the error names the client.
+    pub fn from_store(entry: crate::store::ClientEntry) -> Result<KnownClient, (String, String)> {
+        let c = entry.client;
+        let hash = SecretHash::parse(&c.secret_hash).map_err(|e| (c.id.clone(), e))?;
+        Ok(KnownClient {
+            grants: entry
+                .grants
+                .into_iter()
+                .map(|g| (g.api, g.scopes))
+                .collect(),
+            id: c.id,
+            name: c.name,
+            metadata: c.metadata,
+            introspect: c.introspect,
+            hash,
+        })
     }
 }
 

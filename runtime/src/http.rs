@@ -20,6 +20,7 @@ use tower_http::timeout::TimeoutLayer;
 
 use crate::oauth::{ClientAuth, ErrorCode, OAuthError, TokenRequest};
 use crate::pipeline::Issuer;
+use crate::revocation::TokenQuery;
 
 /// Largest accepted request body (a token request is a few hundred bytes).
 pub const MAX_BODY_BYTES: usize = 16 << 10;
@@ -58,6 +59,9 @@ pub struct RequestId(pub String);
 pub fn router(current: CurrentIssuer) -> Router {
     Router::new()
         .route("/oauth/token", post(token))
+        .route("/oauth/revoke", post(revoke))
+        .route("/oauth/introspect", post(introspect))
+        .route("/oauth/revocations", get(revocations))
         .route("/.well-known/jwks.json", get(jwks))
         .route("/.well-known/oauth-authorization-server", get(metadata))
         .route("/healthz", get(health))
@@ -130,6 +134,86 @@ async fn token(State(current): State<CurrentIssuer>, req: Request) -> Response {
     }
 }
 
+/// The body and request id of a form POST, or the response that refuses it.
+async fn read_form(req: Request) -> Result<(axum::http::request::Parts, Bytes, String), Response> {
+    let (parts, body) = req.into_parts();
+    let request_id = parts
+        .extensions
+        .get::<RequestId>()
+        .map(|r| r.0.clone())
+        .unwrap_or_else(new_request_id);
+    match axum::body::to_bytes(Body::new(body), MAX_BODY_BYTES).await {
+        Ok(body) => Ok((parts, body, request_id)),
+        Err(_) => Err(StatusCode::PAYLOAD_TOO_LARGE.into_response()),
+    }
+}
+
+/// `POST /oauth/revoke` (RFC 7009): 200 with an empty body when done.
+async fn revoke(State(current): State<CurrentIssuer>, req: Request) -> Response {
+    let (parts, body, request_id) = match read_form(req).await {
+        Ok(read) => read,
+        Err(response) => return response,
+    };
+    let query = match parse_token_query(&parts.headers, &body, request_id) {
+        Ok(query) => query,
+        Err(err) => return error_response(&err),
+    };
+    match current.get().revoke(&query).await {
+        Ok(()) => no_store(StatusCode::OK.into_response()),
+        Err(err) => error_response(&err),
+    }
+}
+
+/// `POST /oauth/introspect` (RFC 7662).
+async fn introspect(State(current): State<CurrentIssuer>, req: Request) -> Response {
+    let (parts, body, request_id) = match read_form(req).await {
+        Ok(read) => read,
+        Err(response) => return response,
+    };
+    let query = match parse_token_query(&parts.headers, &body, request_id) {
+        Ok(query) => query,
+        Err(err) => return error_response(&err),
+    };
+    match current.get().introspect(&query).await {
+        Ok(answer) => no_store(axum::Json(answer).into_response()),
+        Err(err) => error_response(&err),
+    }
+}
+
+/// `GET /oauth/revocations?since=MS`: revoked tokens and client cut-offs
+/// since a cursor, for resource servers (the ones allowed to introspect).
+async fn revocations(State(current): State<CurrentIssuer>, req: Request) -> Response {
+    let headers = req.headers();
+    let mut since = 0u64;
+    for (name, value) in form_urlencoded::parse(req.uri().query().unwrap_or("").as_bytes()) {
+        match (name.as_ref(), value.parse::<u64>()) {
+            ("since", Ok(v)) => since = v,
+            ("since", Err(_)) => {
+                return error_response(&OAuthError::new(
+                    ErrorCode::InvalidRequest,
+                    "`since` must be the `next` value of an earlier answer (milliseconds)",
+                ));
+            }
+            _ => {}
+        }
+    }
+    let client = match client_auth(headers, &mut HashMap::new()) {
+        Ok(client) => client,
+        Err(err) => return error_response(&err),
+    };
+    match current.get().revocation_feed(&client, since).await {
+        Ok(feed) => {
+            let mut response = axum::Json(feed).into_response();
+            response.headers_mut().insert(
+                header::CACHE_CONTROL,
+                HeaderValue::from_static("private, max-age=1"),
+            );
+            response
+        }
+        Err(err) => error_response(&err),
+    }
+}
+
 /// Read a token request from form-encoded HTTP (RFC 6749 §4.4.2, §2.3.1).
 pub fn parse_token_request(
     headers: &HeaderMap,
@@ -138,42 +222,8 @@ pub fn parse_token_request(
     ip: Option<String>,
 ) -> Result<TokenRequest, OAuthError> {
     let invalid = |d: &str| OAuthError::new(ErrorCode::InvalidRequest, d);
-    let content_type = headers
-        .get(header::CONTENT_TYPE)
-        .and_then(|v| v.to_str().ok())
-        .unwrap_or("");
-    let mime = content_type.split(';').next().unwrap_or("").trim();
-    if !mime.eq_ignore_ascii_case("application/x-www-form-urlencoded") {
-        return Err(invalid(
-            "the body must be application/x-www-form-urlencoded",
-        ));
-    }
-    let mut params: HashMap<String, String> = HashMap::new();
-    for (name, value) in form_urlencoded::parse(body) {
-        if params.insert(name.to_string(), value.to_string()).is_some() {
-            return Err(invalid(&format!("parameter `{name}` is repeated")));
-        }
-    }
-    let basic = match headers.get(header::AUTHORIZATION) {
-        None => None,
-        Some(value) => Some(parse_basic(value).ok_or_else(|| {
-            OAuthError::new(
-                ErrorCode::InvalidClient,
-                "malformed Basic authorization header",
-            )
-        })?),
-    };
-    let post_id = params.remove("client_id");
-    let post_secret = params.remove("client_secret");
-    let client = match (basic, post_id, post_secret) {
-        (Some(_), _, Some(_)) => ClientAuth::Multiple,
-        (Some((id, _)), Some(post_id), None) if post_id != id => {
-            return Err(invalid("client_id does not match the Basic credentials"));
-        }
-        (Some((id, secret)), _, None) => ClientAuth::Basic { id, secret },
-        (None, Some(id), Some(secret)) => ClientAuth::Post { id, secret },
-        (None, _, _) => ClientAuth::None,
-    };
+    let mut params = parse_form(headers, body)?;
+    let client = client_auth(headers, &mut params)?;
     let audience = match (params.remove("audience"), params.remove("resource")) {
         (Some(a), Some(r)) if a != r => {
             return Err(invalid("audience and resource name different APIs"));
@@ -194,6 +244,73 @@ pub fn parse_token_request(
                 .map(str::to_string),
         },
     })
+}
+
+/// Read a revocation (RFC 7009 §2.1) or introspection (RFC 7662 §2.1) request.
+pub fn parse_token_query(
+    headers: &HeaderMap,
+    body: &Bytes,
+    request_id: String,
+) -> Result<TokenQuery, OAuthError> {
+    let mut params = parse_form(headers, body)?;
+    let client = client_auth(headers, &mut params)?;
+    Ok(TokenQuery {
+        request_id,
+        client,
+        token: params.remove("token"),
+    })
+}
+
+/// A form-encoded body's parameters; a repeated parameter is an error (RFC 6749 §3.2).
+fn parse_form(headers: &HeaderMap, body: &Bytes) -> Result<HashMap<String, String>, OAuthError> {
+    let invalid = |d: &str| OAuthError::new(ErrorCode::InvalidRequest, d);
+    let content_type = headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("");
+    let mime = content_type.split(';').next().unwrap_or("").trim();
+    if !mime.eq_ignore_ascii_case("application/x-www-form-urlencoded") {
+        return Err(invalid(
+            "the body must be application/x-www-form-urlencoded",
+        ));
+    }
+    let mut params: HashMap<String, String> = HashMap::new();
+    for (name, value) in form_urlencoded::parse(body) {
+        if params.insert(name.to_string(), value.to_string()).is_some() {
+            return Err(invalid(&format!("parameter `{name}` is repeated")));
+        }
+    }
+    Ok(params)
+}
+
+/// How the client authenticated: HTTP Basic or form fields (RFC 6749 §2.3.1).
+/// Takes `client_id` and `client_secret` out of `params`.
+fn client_auth(
+    headers: &HeaderMap,
+    params: &mut HashMap<String, String>,
+) -> Result<ClientAuth, OAuthError> {
+    let invalid = |d: &str| OAuthError::new(ErrorCode::InvalidRequest, d);
+    let basic = match headers.get(header::AUTHORIZATION) {
+        None => None,
+        Some(value) => Some(parse_basic(value).ok_or_else(|| {
+            OAuthError::new(
+                ErrorCode::InvalidClient,
+                "malformed Basic authorization header",
+            )
+        })?),
+    };
+    let post_id = params.remove("client_id");
+    let post_secret = params.remove("client_secret");
+    let client = match (basic, post_id, post_secret) {
+        (Some(_), _, Some(_)) => ClientAuth::Multiple,
+        (Some((id, _)), Some(post_id), None) if post_id != id => {
+            return Err(invalid("client_id does not match the Basic credentials"));
+        }
+        (Some((id, secret)), _, None) => ClientAuth::Basic { id, secret },
+        (None, Some(id), Some(secret)) => ClientAuth::Post { id, secret },
+        (None, _, _) => ClientAuth::None,
+    };
+    Ok(client)
 }
 
 /// `Basic base64(urlencode(id):urlencode(secret))` → (id, secret).

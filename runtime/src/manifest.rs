@@ -81,6 +81,11 @@ pub struct Manifest {
     pub hook_secret_ttl: Option<String>,
     #[serde(default)]
     pub policy: PolicyConfig,
+    /// Where revocations (and, with `registry = "store"`, clients and grants)
+    /// live. Default: SQLite beside a file key; none with a Secrets Manager
+    /// key set (on Lambda, `TOKENHOOK_STORE_TABLE` names the DynamoDB table).
+    #[serde(default)]
+    pub store: Option<StoreConfig>,
     #[serde(default)]
     pub apis: Vec<ApiConfig>,
     #[serde(default)]
@@ -166,6 +171,64 @@ fn default_max_claims_size() -> String {
     "4KiB".into()
 }
 
+/// `[store]`: the shared state every issuer instance reads.
+#[derive(Clone, Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct StoreConfig {
+    pub kind: StoreKind,
+    /// SQLite: the database file (relative to the manifest). Default
+    /// `tokenhook.sqlite` beside the file key.
+    #[serde(default)]
+    pub path: Option<String>,
+    /// DynamoDB: the table name (region and credentials from the AWS environment).
+    #[serde(default)]
+    pub table: Option<String>,
+    /// Where clients and grants live. Default `manifest`.
+    #[serde(default)]
+    pub registry: RegistrySource,
+    /// How often the feed is polled: the bound on how long a revocation takes
+    /// to reach this instance. Default "500ms".
+    #[serde(default)]
+    pub poll_interval: Option<String>,
+    /// How long a client read from the store is used before it is read
+    /// again. Default "30s" (CLI changes arrive sooner, through the feed).
+    #[serde(default)]
+    pub client_cache_ttl: Option<String>,
+    /// How long cached state keeps serving while the store cannot be read;
+    /// then token requests fail with 503. Default "5m".
+    #[serde(default)]
+    pub max_stale: Option<String>,
+}
+
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum StoreKind {
+    /// Embedded SQLite file: the local default.
+    #[default]
+    Sqlite,
+    /// One AWS DynamoDB table: for Lambda, where instances share no disk.
+    Dynamodb,
+    /// No store: no revocation, clients and grants from the manifest only.
+    None,
+}
+
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum RegistrySource {
+    /// `[[clients]]` and `[[grants]]` of this manifest.
+    #[default]
+    Manifest,
+    /// The store, managed with `tokenhook clients` and `tokenhook grants`.
+    Store,
+}
+
+/// A `[store]` with its values parsed, or the default one.
+#[derive(Clone, Debug)]
+pub enum StoreLocation {
+    Sqlite(PathBuf),
+    Dynamodb { table: String },
+}
+
 #[derive(Clone, Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ApiConfig {
@@ -188,6 +251,10 @@ pub struct ClientConfig {
     pub secret_hash: String,
     #[serde(default)]
     pub metadata: BTreeMap<String, String>,
+    /// May call `/oauth/introspect` and read `/oauth/revocations` (resource
+    /// servers). Default false.
+    #[serde(default)]
+    pub introspect: bool,
 }
 
 #[derive(Clone, Debug, Deserialize)]
@@ -315,6 +382,7 @@ pub struct Checked {
     pub hook_secret_ttl: Duration,
     pub max_claims_size: u64,
     pub hook_limits: Vec<Limits>,
+    pub store: Option<(StoreLocation, crate::store::view::ViewSettings)>,
 }
 
 /// Deployment settings that replace the manifest's own, so one manifest
@@ -327,6 +395,8 @@ pub struct Overrides {
     pub token_lifetime: Option<String>,
     /// `TOKENHOOK_KEYSET_SECRET_ID`: sign with this Secrets Manager key set.
     pub keyset_secret_id: Option<String>,
+    /// `TOKENHOOK_STORE_TABLE`: use this DynamoDB table as the store.
+    pub store_table: Option<String>,
 }
 
 impl Overrides {
@@ -342,10 +412,18 @@ impl Overrides {
                 }
             }),
             keyset_secret_id: var("TOKENHOOK_KEYSET_SECRET_ID"),
+            store_table: var("TOKENHOOK_STORE_TABLE"),
         }
     }
 
     fn apply(&self, manifest: &mut Manifest) {
+        if let Some(table) = &self.store_table {
+            let mut store = manifest.store.take().unwrap_or_default();
+            store.kind = StoreKind::Dynamodb;
+            store.table = Some(table.clone());
+            store.path = None;
+            manifest.store = Some(store);
+        }
         if let Some(issuer) = &self.issuer {
             manifest.issuer = issuer.clone();
         }
@@ -506,6 +584,22 @@ impl Manifest {
         let max_claims_size = parse_size(&self.policy.max_claims_size)
             .map_err(|e| self.err("policy.max_claims_size", e))?;
 
+        let store = self.store_location()?;
+        let registry = self.store.as_ref().map(|s| s.registry).unwrap_or_default();
+        if registry == RegistrySource::Store {
+            for (field, empty) in [
+                ("clients", self.clients.is_empty()),
+                ("grants", self.grants.is_empty()),
+            ] {
+                if !empty {
+                    return Err(self.err(
+                        field,
+                        "must be empty with `store.registry = \"store\"`: clients and grants live in the store (tokenhook clients / grants)",
+                    ));
+                }
+            }
+        }
+
         let mut api_ids = HashSet::new();
         for (i, api) in self.apis.iter().enumerate() {
             if api.identifier.is_empty() {
@@ -618,7 +712,7 @@ impl Manifest {
                 }
             }
             for (j, client) in hook.filter.clients.iter().enumerate() {
-                if !client_ids.contains(client.as_str()) {
+                if registry == RegistrySource::Manifest && !client_ids.contains(client.as_str()) {
                     return Err(self.err(
                         at(&format!("match.clients[{j}]")),
                         format!("client `{client}` is not defined in [[clients]]"),
@@ -659,7 +753,107 @@ impl Manifest {
             hook_secret_ttl,
             max_claims_size,
             hook_limits,
+            store,
         })
+    }
+
+    /// Where clients and grants live.
+    pub fn registry(&self) -> RegistrySource {
+        self.store.as_ref().map(|s| s.registry).unwrap_or_default()
+    }
+
+    /// The store this manifest uses, with its settings; `None` without one.
+    fn store_location(
+        &self,
+    ) -> Result<Option<(StoreLocation, crate::store::view::ViewSettings)>, ManifestError> {
+        let defaults = crate::store::view::ViewSettings::default();
+        let Some(cfg) = &self.store else {
+            // Default: SQLite beside a file key; none beside a Secrets Manager key set.
+            return Ok(match &self.keys {
+                KeysConfig::File { path, .. } => {
+                    let key = self.resolve(Path::new(path));
+                    let db = key.with_file_name("tokenhook.sqlite");
+                    Some((StoreLocation::Sqlite(db), defaults))
+                }
+                KeysConfig::Secretsmanager { .. } => None,
+            });
+        };
+        let duration = |field: &str, value: &Option<String>, default: Duration| match value {
+            Some(v) => parse_duration(v).map_err(|e| self.err(format!("store.{field}"), e)),
+            None => Ok(default),
+        };
+        let settings = crate::store::view::ViewSettings {
+            poll_interval: duration("poll_interval", &cfg.poll_interval, defaults.poll_interval)?,
+            client_cache_ttl: duration(
+                "client_cache_ttl",
+                &cfg.client_cache_ttl,
+                defaults.client_cache_ttl,
+            )?,
+            max_stale: duration("max_stale", &cfg.max_stale, defaults.max_stale)?,
+        };
+        if settings.poll_interval < Duration::from_millis(50)
+            || settings.poll_interval > Duration::from_secs(60)
+        {
+            return Err(self.err("store.poll_interval", "must be between 50ms and 60s"));
+        }
+        if settings.max_stale < settings.poll_interval {
+            return Err(self.err("store.max_stale", "must be at least store.poll_interval"));
+        }
+        let location = match cfg.kind {
+            StoreKind::None => {
+                if cfg.registry == RegistrySource::Store {
+                    return Err(self.err(
+                        "store.registry",
+                        "needs a store: kind = \"sqlite\" or \"dynamodb\"",
+                    ));
+                }
+                return Ok(None);
+            }
+            StoreKind::Sqlite => {
+                if cfg.table.is_some() {
+                    return Err(self.err(
+                        "store.table",
+                        "is for kind = \"dynamodb\"; SQLite takes `path`",
+                    ));
+                }
+                let path = match &cfg.path {
+                    Some(p) if p.trim().is_empty() => {
+                        return Err(self.err("store.path", "must not be empty"));
+                    }
+                    Some(p) => self.resolve(Path::new(p)),
+                    None => match &self.keys {
+                        KeysConfig::File { path, .. } => self
+                            .resolve(Path::new(path))
+                            .with_file_name("tokenhook.sqlite"),
+                        KeysConfig::Secretsmanager { .. } => {
+                            return Err(self.err(
+                                "store.path",
+                                "is required when keys do not come from a file",
+                            ));
+                        }
+                    },
+                };
+                StoreLocation::Sqlite(path)
+            }
+            StoreKind::Dynamodb => {
+                if cfg.path.is_some() {
+                    return Err(self.err(
+                        "store.path",
+                        "is for kind = \"sqlite\"; DynamoDB takes `table`",
+                    ));
+                }
+                match &cfg.table {
+                    Some(t) if !t.trim().is_empty() => StoreLocation::Dynamodb { table: t.clone() },
+                    _ => {
+                        return Err(self.err(
+                            "store.table",
+                            "names the DynamoDB table (or set TOKENHOOK_STORE_TABLE)",
+                        ));
+                    }
+                }
+            }
+        };
+        Ok(Some((location, settings)))
     }
 
     pub fn api(&self, identifier: &str) -> Option<&ApiConfig> {

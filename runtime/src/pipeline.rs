@@ -11,16 +11,18 @@ use std::time::{Instant, SystemTime, UNIX_EPOCH};
 use serde_json::{Map, Value, json};
 use tokenhook_sdk::wire::{ABI_VERSION, Api, Client, Event, TokenState, Trigger};
 
-use crate::clients::{SecretHash, SecretVerifier};
+use crate::clients::{KnownClient, SecretHash, SecretVerifier};
 use crate::engine::HookEngine;
 use crate::hooks::{ChainHook, load_chain, log_hook_line};
 use crate::keys::{KeySet, KeySource, parse_algorithm, stored};
 use crate::manifest::{
-    Checked, ClientConfig, KeysConfig, Manifest, ManifestError, OnError, Overrides,
+    Checked, KeysConfig, Manifest, ManifestError, OnError, Overrides, RegistrySource, StoreLocation,
 };
 use crate::oauth::{ClientAuth, ErrorCode, OAuthError, TokenRequest, TokenResponse};
 use crate::policy::{self, Applied, Rules};
 use crate::secrets::SecretStore;
+use crate::store::view::StoreView;
+use crate::store::{Store, StoreError};
 
 /// What an issuer is built with, besides the manifest.
 #[derive(Clone)]
@@ -80,8 +82,10 @@ impl SourceFiles {
 pub struct Issuer {
     manifest: Manifest,
     checked: Checked,
-    clients: HashMap<String, (ClientConfig, SecretHash)>,
-    grants: HashMap<(String, String), Vec<String>>,
+    /// Clients of the manifest (with `registry = "manifest"`).
+    clients: HashMap<String, Arc<KnownClient>>,
+    /// Revocations, and clients with `registry = "store"`.
+    store: Option<StoreView>,
     hooks: Vec<ChainHook>,
     keys: Arc<dyn KeySource>,
     verifier: SecretVerifier,
@@ -113,24 +117,32 @@ impl Issuer {
             services.secret_store.as_deref(),
         )
         .await?;
+        let store = open_store(&manifest, &checked).await?;
         let clients = manifest
             .clients
             .iter()
             .map(|c| {
-                let hash = SecretHash::parse(&c.secret_hash).expect("validated");
-                (c.id.clone(), (c.clone(), hash))
+                let client = KnownClient {
+                    id: c.id.clone(),
+                    name: c.name.clone(),
+                    metadata: c.metadata.clone(),
+                    introspect: c.introspect,
+                    hash: SecretHash::parse(&c.secret_hash).expect("validated"),
+                    grants: manifest
+                        .grants
+                        .iter()
+                        .filter(|g| g.client == c.id)
+                        .map(|g| (g.api.clone(), g.scopes.clone()))
+                        .collect(),
+                };
+                (c.id.clone(), Arc::new(client))
             })
-            .collect();
-        let grants = manifest
-            .grants
-            .iter()
-            .map(|g| ((g.client.clone(), g.api.clone()), g.scopes.clone()))
             .collect();
         Ok(Issuer {
             manifest,
             checked,
             clients,
-            grants,
+            store,
             hooks,
             keys,
             verifier: SecretVerifier::default(),
@@ -191,7 +203,7 @@ impl Issuer {
             }
         }
         // 2. Client authentication.
-        let client = self.authenticate(&req.client)?;
+        let client = self.authenticate(&req.client).await?;
         // 3. API and grant.
         let api_id = req
             .audience
@@ -203,18 +215,16 @@ impl Issuer {
                 format!("unknown audience `{api_id}`"),
             )
         })?;
-        let granted = self
-            .grants
-            .get(&(client.id.clone(), api.identifier.clone()))
-            .ok_or_else(|| {
-                OAuthError::new(
-                    ErrorCode::UnauthorizedClient,
-                    format!(
-                        "client `{}` has no grant for `{}`",
-                        client.id, api.identifier
-                    ),
-                )
-            })?;
+        self.check_not_refused(&client.id, &api.identifier)?;
+        let granted = client.grants.get(&api.identifier).ok_or_else(|| {
+            OAuthError::new(
+                ErrorCode::UnauthorizedClient,
+                format!(
+                    "client `{}` has no grant for `{}`",
+                    client.id, api.identifier
+                ),
+            )
+        })?;
         // 4. Scopes: requested ∩ granted; none requested → all granted.
         let requested = parse_scope(req.scope.as_deref())?;
         let scopes = if requested.is_empty() {
@@ -273,7 +283,9 @@ impl Issuer {
         self.sign(&client.id, &api.identifier, event.token).await
     }
 
-    fn authenticate(&self, auth: &ClientAuth) -> Result<&ClientConfig, OAuthError> {
+    /// Who is calling: a client of the registry (manifest or store) whose
+    /// secret verifies, or one a trusted door already authenticated.
+    pub async fn authenticate(&self, auth: &ClientAuth) -> Result<Arc<KnownClient>, OAuthError> {
         let failed = || OAuthError::new(ErrorCode::InvalidClient, "client authentication failed");
         match auth {
             ClientAuth::None => Err(OAuthError::new(
@@ -283,16 +295,43 @@ impl Issuer {
             ClientAuth::Multiple => Err(invalid_request(
                 "use exactly one client authentication method",
             )),
-            ClientAuth::Trusted { id } => self.clients.get(id).map(|(c, _)| c).ok_or_else(failed),
+            ClientAuth::Trusted { id } => self.find_client(id).await?.ok_or_else(failed),
             ClientAuth::Basic { id, secret } | ClientAuth::Post { id, secret } => {
-                let (client, hash) = self.clients.get(id).ok_or_else(failed)?;
-                if self.verifier.verify(id, secret, hash) {
+                let client = self.find_client(id).await?.ok_or_else(failed)?;
+                if self.verifier.verify(id, secret, &client.hash) {
                     Ok(client)
                 } else {
                     Err(failed())
                 }
             }
         }
+    }
+
+    /// A client of the registry by id.
+    pub async fn find_client(&self, id: &str) -> Result<Option<Arc<KnownClient>>, OAuthError> {
+        match (self.manifest.registry(), &self.store) {
+            (RegistrySource::Store, Some(store)) => store.client(id).await.map_err(store_down),
+            _ => Ok(self.clients.get(id).cloned()),
+        }
+    }
+
+    /// A revoked client (or client × API) gets no new tokens.
+    fn check_not_refused(&self, client_id: &str, api: &str) -> Result<(), OAuthError> {
+        let Some(store) = &self.store else {
+            return Ok(());
+        };
+        match store.refuses(client_id, api).map_err(store_down)? {
+            false => Ok(()),
+            true => Err(OAuthError::new(
+                ErrorCode::UnauthorizedClient,
+                format!("client `{client_id}` is revoked for `{api}`"),
+            )),
+        }
+    }
+
+    /// The store view, for revocation and introspection.
+    pub fn store(&self) -> Option<&StoreView> {
+        self.store.as_ref()
     }
 
     /// Run one hook and apply its commands under policy. A deny command ends
@@ -432,6 +471,10 @@ impl Issuer {
             "jwks_uri": format!("{base}/.well-known/jwks.json"),
             "grant_types_supported": ["client_credentials"],
             "token_endpoint_auth_methods_supported": ["client_secret_basic", "client_secret_post"],
+            "revocation_endpoint": format!("{base}/oauth/revoke"),
+            "revocation_endpoint_auth_methods_supported": ["client_secret_basic", "client_secret_post"],
+            "introspection_endpoint": format!("{base}/oauth/introspect"),
+            "introspection_endpoint_auth_methods_supported": ["client_secret_basic", "client_secret_post"],
             "response_types_supported": [],
             "scopes_supported": self.manifest.apis.iter().flat_map(|a| a.scopes.iter()).collect::<Vec<_>>(),
         })
@@ -517,4 +560,48 @@ async fn key_source(
             Ok(Arc::new(source))
         }
     }
+}
+
+/// The store could not be read for longer than it may be trusted: fail closed.
+fn store_down(error: StoreError) -> OAuthError {
+    tracing::error!(%error, "store unavailable; refusing");
+    OAuthError::new(
+        ErrorCode::TemporarilyUnavailable,
+        "the issuer's store is unavailable; try again later",
+    )
+}
+
+/// Open the manifest's store and load its revocations.
+async fn open_store(
+    manifest: &Manifest,
+    checked: &Checked,
+) -> Result<Option<StoreView>, ManifestError> {
+    let Some((location, settings)) = &checked.store else {
+        return Ok(None);
+    };
+    let err = |field: &str, message: String| ManifestError {
+        file: manifest.path.clone(),
+        field: field.to_string(),
+        message,
+    };
+    let store: Arc<dyn Store> = match location {
+        StoreLocation::Sqlite(path) => {
+            let path = path.clone();
+            let opened =
+                tokio::task::spawn_blocking(move || crate::store::sqlite::SqliteStore::open(&path))
+                    .await
+                    .map_err(|e| err("store", e.to_string()))?
+                    .map_err(|e| err("store.path", e.to_string()))?;
+            Arc::new(opened)
+        }
+        StoreLocation::Dynamodb { table } => {
+            Arc::new(crate::store::dynamodb::DynamoStore::from_env(table).await)
+        }
+    };
+    let described = store.describe();
+    let view = StoreView::open(store, *settings)
+        .await
+        .map_err(|e| err("store", format!("{described}: {e}")))?;
+    tracing::info!(store = %described, registry = ?manifest.registry(), "store opened");
+    Ok(Some(view))
 }

@@ -3,6 +3,7 @@
 mod bundle;
 mod hook;
 mod keys;
+mod registry;
 mod secret;
 mod serve;
 
@@ -37,6 +38,10 @@ enum Command {
     Secret(secret::SecretCommand),
     /// Copy a manifest and its hook modules into one deployable directory, digests pinned.
     Bundle(bundle::BundleArgs),
+    /// Clients in the store: add, list, show, rotate-secret, revoke, restore.
+    Clients(registry::ClientsArgs),
+    /// Grants in the store: add, remove.
+    Grants(registry::GrantsArgs),
 }
 
 /// Parse the command line and run it.
@@ -56,6 +61,8 @@ pub fn main() -> ExitCode {
         Command::Keys(cmd) => keys::run(cmd),
         Command::Secret(cmd) => secret::run(cmd),
         Command::Bundle(args) => bundle::run(args),
+        Command::Clients(args) => registry::run_clients(args),
+        Command::Grants(args) => registry::run_grants(args),
     }
 }
 

@@ -7,6 +7,7 @@ pub mod stored;
 
 use std::future::Future;
 use std::pin::Pin;
+use std::str::FromStr;
 use std::sync::Arc;
 
 use jsonwebtoken::jwk::{Jwk, JwkSet, ThumbprintHash};
@@ -148,6 +149,45 @@ impl KeySet {
             next: None,
             retired: Vec::new(),
         }
+    }
+
+    /// Verify a token this issuer signed with any published key (the one
+    /// its `kid` names, with that key's own algorithm, never the header's),
+    /// for issuer `iss`, unexpired and already valid. Its claims, or why not.
+    pub fn verify(
+        &self,
+        token: &str,
+        iss: &str,
+    ) -> Result<serde_json::Map<String, serde_json::Value>, String> {
+        let header = jsonwebtoken::decode_header(token).map_err(|e| format!("header: {e}"))?;
+        if header.typ.as_deref() != Some("at+jwt") {
+            return Err("not an RFC 9068 access token (typ)".into());
+        }
+        let kid = header.kid.ok_or("no kid")?;
+        let jwk = self
+            .jwks()
+            .keys
+            .into_iter()
+            .find(|k| k.common.key_id.as_deref() == Some(kid.as_str()))
+            .ok_or("unknown kid")?;
+        let alg = match &jwk.common.key_algorithm {
+            Some(a) => jsonwebtoken::Algorithm::from_str(&a.to_string())
+                .map_err(|e| format!("key algorithm: {e}"))?,
+            None => return Err("key without algorithm".into()),
+        };
+        if header.alg != alg {
+            return Err("algorithm does not match the key".into());
+        }
+        let key = jsonwebtoken::DecodingKey::from_jwk(&jwk).map_err(|e| format!("key: {e}"))?;
+        let mut validation = jsonwebtoken::Validation::new(alg);
+        validation.leeway = 0;
+        validation.validate_nbf = true;
+        validation.validate_aud = false;
+        validation.set_issuer(&[iss]);
+        validation.set_required_spec_claims(&["exp", "iat", "iss", "sub", "jti"]);
+        jsonwebtoken::decode::<serde_json::Map<String, serde_json::Value>>(token, &key, &validation)
+            .map(|data| data.claims)
+            .map_err(|e| e.to_string())
     }
 
     pub fn jwks(&self) -> JwkSet {

@@ -1,0 +1,418 @@
+//! What the token path reads of the store: an in-memory view, kept current
+//! by one background poll of the feed, so no token waits on a store round trip.
+//!
+//! - Revocations (the `jti` deny list and the client cut-offs) are all held in
+//!   memory, loaded whole at start and then polled every `poll_interval`:
+//!   a revocation made anywhere reaches this instance within one interval
+//!   plus one store read.
+//! - Registry clients are read on first use and cached for `client_cache_ttl`;
+//!   a "client changed" notice in the feed drops the cached copy at the next
+//!   poll, so a rotated secret or a new grant takes effect as fast as a
+//!   revocation. A copy past its TTL is still used while one refresh (single
+//!   flight) runs in the background.
+//! - When the store cannot be read, everything cached keeps serving for
+//!   `max_stale` after the last successful poll; after that the view fails
+//!   closed, and the issuer answers `503 temporarily_unavailable` — the same
+//!   rule as the key set.
+
+use std::collections::{HashMap, HashSet};
+use std::sync::{Arc, Mutex, RwLock, Weak};
+use std::time::{Duration, Instant};
+
+use serde::Serialize;
+
+use super::{Change, ClientEntry, FeedEntry, Store, StoreError, now_secs};
+use crate::clients::KnownClient;
+
+/// Feed entries are re-read this far back on every poll, so that an entry
+/// written by a machine whose clock lags ours by up to this much is not missed.
+pub const POLL_OVERLAP_MS: u64 = 10_000;
+/// Most clients (known and unknown ids) cached at once; past it, entries
+/// older than their TTL are dropped first, then all.
+pub const MAX_CACHED_CLIENTS: usize = 100_000;
+
+/// How the view keeps current. Defaults suit a fleet of short-lived
+/// instances: revocations everywhere within about a second, a store outage
+/// survived for minutes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ViewSettings {
+    /// How often the feed is polled. Default 500 ms: a revocation reaches
+    /// every instance within about this long (plus one store read). Shorter
+    /// costs one more store query per instance per interval.
+    pub poll_interval: Duration,
+    /// How long a registry client read from the store is used before it is
+    /// read again. Default 30 s; changes made with the CLI arrive sooner, by
+    /// the feed.
+    pub client_cache_ttl: Duration,
+    /// How long the view keeps serving after the store became unreadable.
+    /// Default 5 min; then token requests fail with 503 rather than ignore
+    /// revocations they cannot see.
+    pub max_stale: Duration,
+}
+
+impl Default for ViewSettings {
+    fn default() -> Self {
+        ViewSettings {
+            poll_interval: Duration::from_millis(500),
+            client_cache_ttl: Duration::from_secs(30),
+            max_stale: Duration::from_secs(300),
+        }
+    }
+}
+
+/// A revoked token, as the revocation feed publishes it.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct RevokedToken {
+    pub jti: String,
+    pub client_id: String,
+    /// The token's `exp`: after it, the entry disappears.
+    pub exp: u64,
+    #[serde(skip)]
+    pub at_ms: u64,
+}
+
+/// A client cut-off, as the revocation feed publishes it.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct Cutoff {
+    pub client_id: String,
+    /// The API it applies to; `None`: every API.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub api: Option<String>,
+    /// Tokens issued at or before this Unix time are revoked.
+    pub issued_before: u64,
+    /// New token requests are refused (until the client is restored).
+    pub refused: bool,
+    #[serde(skip)]
+    pub at_ms: u64,
+}
+
+#[derive(Default)]
+struct Revocations {
+    tokens: HashMap<String, RevokedToken>,
+    cutoffs: HashMap<(String, Option<String>), Cutoff>,
+    /// Ids of entries applied within the overlap window.
+    seen: HashMap<String, u64>,
+    /// Newest `at_ms` applied.
+    newest_ms: u64,
+}
+
+struct Cached {
+    client: Option<Arc<KnownClient>>,
+    fetched: Instant,
+}
+
+struct Inner {
+    store: Arc<dyn Store>,
+    settings: ViewSettings,
+    revocations: RwLock<Revocations>,
+    /// When the feed was last read successfully.
+    last_poll: RwLock<Instant>,
+    clients: RwLock<HashMap<String, Cached>>,
+    /// Client ids with a refresh under way.
+    refreshing: Mutex<HashSet<String>>,
+}
+
+/// The store as the token path sees it. Cheap to clone.
+#[derive(Clone)]
+pub struct StoreView {
+    inner: Arc<Inner>,
+}
+
+impl StoreView {
+    /// Load every live feed entry, then poll in the background for as long as
+    /// the view is alive. A store that cannot be read now is a start-up error.
+    pub async fn open(store: Arc<dyn Store>, settings: ViewSettings) -> Result<Self, StoreError> {
+        let entries = store.feed_since(0, now_secs()).await?;
+        let inner = Arc::new(Inner {
+            store,
+            settings,
+            revocations: RwLock::new(Revocations::default()),
+            last_poll: RwLock::new(Instant::now()),
+            clients: RwLock::new(HashMap::new()),
+            refreshing: Mutex::new(HashSet::new()),
+        });
+        inner.apply(entries);
+        tokio::spawn(poll(Arc::downgrade(&inner)));
+        Ok(StoreView { inner })
+    }
+
+    pub fn store(&self) -> &Arc<dyn Store> {
+        &self.inner.store
+    }
+
+    pub fn settings(&self) -> ViewSettings {
+        self.inner.settings
+    }
+
+    /// Fails once the last successful poll is older than `max_stale`.
+    pub fn check_fresh(&self) -> Result<(), StoreError> {
+        let age = self.inner.last_poll.read().expect("poll lock").elapsed();
+        if age <= self.inner.settings.max_stale {
+            return Ok(());
+        }
+        Err(StoreError::Unavailable(format!(
+            "{} has not been readable for {}s (max_stale {}s)",
+            self.inner.store.describe(),
+            age.as_secs(),
+            self.inner.settings.max_stale.as_secs()
+        )))
+    }
+
+    /// Whether new tokens for `client_id` on `api` are refused by a cut-off.
+    pub fn refuses(&self, client_id: &str, api: &str) -> Result<bool, StoreError> {
+        self.check_fresh()?;
+        let rev = self.inner.revocations.read().expect("revocations lock");
+        Ok([None, Some(api.to_string())].into_iter().any(|api| {
+            rev.cutoffs
+                .get(&(client_id.to_string(), api))
+                .is_some_and(|c| c.refused)
+        }))
+    }
+
+    /// Whether the token `jti` of `client_id` for `api`, issued at `iat`, is revoked.
+    pub fn is_revoked(
+        &self,
+        jti: &str,
+        client_id: &str,
+        api: &str,
+        iat: u64,
+    ) -> Result<bool, StoreError> {
+        self.check_fresh()?;
+        let rev = self.inner.revocations.read().expect("revocations lock");
+        if rev.tokens.contains_key(jti) {
+            return Ok(true);
+        }
+        Ok([None, Some(api.to_string())].into_iter().any(|api| {
+            rev.cutoffs
+                .get(&(client_id.to_string(), api))
+                .is_some_and(|c| iat <= c.issued_before)
+        }))
+    }
+
+    /// Record a change in the store, and in this view at once.
+    pub async fn publish(&self, change: Change) -> Result<(), StoreError> {
+        let entry = FeedEntry::new(change);
+        self.inner.store.append(&entry).await?;
+        self.inner.apply(vec![entry]);
+        Ok(())
+    }
+
+    /// Revocations written at or after `since_ms` (all live ones for 0),
+    /// and the cursor to ask with next time.
+    pub fn revocations_since(
+        &self,
+        since_ms: u64,
+    ) -> Result<(Vec<RevokedToken>, Vec<Cutoff>, u64), StoreError> {
+        self.check_fresh()?;
+        let now = now_secs();
+        let rev = self.inner.revocations.read().expect("revocations lock");
+        let mut tokens: Vec<RevokedToken> = rev
+            .tokens
+            .values()
+            .filter(|t| t.at_ms >= since_ms && t.exp > now)
+            .cloned()
+            .collect();
+        tokens.sort_by(|a, b| (a.at_ms, &a.jti).cmp(&(b.at_ms, &b.jti)));
+        let mut cutoffs: Vec<Cutoff> = rev
+            .cutoffs
+            .values()
+            .filter(|c| c.at_ms >= since_ms)
+            .cloned()
+            .collect();
+        cutoffs.sort_by(|a, b| (a.at_ms, &a.client_id).cmp(&(b.at_ms, &b.client_id)));
+        Ok((tokens, cutoffs, rev.newest_ms + 1))
+    }
+
+    /// A registry client by id: from the cache while fresh; past its TTL the
+    /// cached copy serves while one background refresh runs; unknown or past
+    /// `max_stale`, read now.
+    pub async fn client(&self, id: &str) -> Result<Option<Arc<KnownClient>>, StoreError> {
+        let settings = self.inner.settings;
+        let cached = {
+            let clients = self.inner.clients.read().expect("clients lock");
+            clients
+                .get(id)
+                .map(|c| (c.client.clone(), c.fetched.elapsed()))
+        };
+        match cached {
+            Some((client, age)) if age < settings.client_cache_ttl => Ok(client),
+            Some((client, age)) if age < settings.max_stale => {
+                self.refresh_in_background(id);
+                Ok(client)
+            }
+            _ => self.inner.fetch_client(id).await,
+        }
+    }
+
+    fn refresh_in_background(&self, id: &str) {
+        if !self
+            .inner
+            .refreshing
+            .lock()
+            .expect("refresh lock")
+            .insert(id.to_string())
+        {
+            return;
+        }
+        let (inner, id) = (self.inner.clone(), id.to_string());
+        tokio::spawn(async move {
+            if let Err(error) = inner.fetch_client(&id).await {
+                tracing::warn!(client_id = %id, %error, "client refresh failed; the cached copy stays in use");
+            }
+            inner.refreshing.lock().expect("refresh lock").remove(&id);
+        });
+    }
+}
+
+impl Inner {
+    async fn fetch_client(&self, id: &str) -> Result<Option<Arc<KnownClient>>, StoreError> {
+        let entry = self.store.client(id).await?;
+        let client = entry.and_then(|entry| known_client(entry, &self.store.describe()));
+        let mut clients = self.clients.write().expect("clients lock");
+        if clients.len() >= MAX_CACHED_CLIENTS {
+            let ttl = self.settings.client_cache_ttl;
+            clients.retain(|_, c| c.fetched.elapsed() < ttl);
+            if clients.len() >= MAX_CACHED_CLIENTS {
+                clients.clear();
+            }
+        }
+        clients.insert(
+            id.to_string(),
+            Cached {
+                client: client.clone(),
+                fetched: Instant::now(),
+            },
+        );
+        Ok(client)
+    }
+
+    /// Apply feed entries (each once), drop what expired, forget cached
+    /// clients the entries name.
+    fn apply(&self, entries: Vec<FeedEntry>) {
+        let now = now_secs();
+        let mut changed = Vec::new();
+        {
+            let mut rev = self.revocations.write().expect("revocations lock");
+            for entry in entries {
+                if rev.seen.contains_key(&entry.id) || entry.expired(now) {
+                    continue;
+                }
+                rev.seen.insert(entry.id.clone(), entry.at_ms);
+                rev.newest_ms = rev.newest_ms.max(entry.at_ms);
+                let at_ms = entry.at_ms;
+                changed.push(entry.change.client_id().to_string());
+                match entry.change {
+                    Change::Token {
+                        jti,
+                        client_id,
+                        expires_at,
+                    } => {
+                        rev.tokens.insert(
+                            jti.clone(),
+                            RevokedToken {
+                                jti,
+                                client_id,
+                                exp: expires_at,
+                                at_ms,
+                            },
+                        );
+                    }
+                    Change::ClientRevoked {
+                        client_id,
+                        api,
+                        issued_before,
+                    } => {
+                        let key = (client_id.clone(), api.clone());
+                        let before = rev
+                            .cutoffs
+                            .get(&key)
+                            .map_or(issued_before, |c| c.issued_before.max(issued_before));
+                        rev.cutoffs.insert(
+                            key,
+                            Cutoff {
+                                client_id,
+                                api,
+                                issued_before: before,
+                                refused: true,
+                                at_ms,
+                            },
+                        );
+                    }
+                    Change::ClientRestored { client_id, api } => {
+                        if let Some(cutoff) = rev.cutoffs.get_mut(&(client_id, api))
+                            && cutoff.at_ms <= at_ms
+                        {
+                            cutoff.refused = false;
+                            cutoff.at_ms = at_ms;
+                        }
+                    }
+                    Change::ClientChanged { .. } => {}
+                }
+            }
+            rev.tokens.retain(|_, t| t.exp > now);
+            let horizon = rev.newest_ms.saturating_sub(POLL_OVERLAP_MS);
+            rev.seen.retain(|_, at| *at >= horizon);
+        }
+        if !changed.is_empty() {
+            let mut clients = self.clients.write().expect("clients lock");
+            for id in changed {
+                clients.remove(&id);
+            }
+        }
+    }
+
+    async fn poll_once(&self) -> Result<(), StoreError> {
+        let since = {
+            let rev = self.revocations.read().expect("revocations lock");
+            rev.newest_ms.saturating_sub(POLL_OVERLAP_MS)
+        };
+        let entries = self.store.feed_since(since, now_secs()).await?;
+        self.apply(entries);
+        *self.last_poll.write().expect("poll lock") = Instant::now();
+        Ok(())
+    }
+}
+
+/// Build what authentication needs from a store entry; a record this version
+/// cannot use (a bad hash) is logged and treated as unknown, never as open.
+fn known_client(entry: ClientEntry, store: &str) -> Option<Arc<KnownClient>> {
+    match KnownClient::from_store(entry) {
+        Ok(client) => Some(Arc::new(client)),
+        Err((id, error)) => {
+            tracing::error!(client_id = %id, %error, store, "stored client is unusable; treated as unknown");
+            None
+        }
+    }
+}
+
+/// Poll until the view is dropped. Failures are logged once per outage.
+async fn poll(inner: Weak<Inner>) {
+    let interval = match inner.upgrade() {
+        Some(inner) => inner.settings.poll_interval,
+        None => return,
+    };
+    let mut tick = tokio::time::interval(interval);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    tick.tick().await;
+    let mut failing = false;
+    loop {
+        tick.tick().await;
+        let Some(inner) = inner.upgrade() else { return };
+        match inner.poll_once().await {
+            Ok(()) if failing => {
+                failing = false;
+                tracing::info!(store = %inner.store.describe(), "store readable again");
+            }
+            Ok(()) => {}
+            Err(error) if !failing => {
+                failing = true;
+                tracing::warn!(
+                    store = %inner.store.describe(), %error,
+                    max_stale_s = inner.settings.max_stale.as_secs(),
+                    "store poll failed; serving what is cached until max_stale"
+                );
+            }
+            Err(_) => {}
+        }
+    }
+}
