@@ -65,8 +65,9 @@ pub const SORT_KEY: &str = "sk";
 /// The table's TTL attribute: Unix seconds, a number.
 pub const TTL_ATTRIBUTE: &str = "expires_at";
 
-/// The partition holding the feed.
-const FEED_PK: &str = "feed";
+/// The partition key of the feed. `template.yaml` confines the function's
+/// PutItem to it (the issuer appends, it never writes clients).
+pub const FEED_PK: &str = "feed";
 /// The sort key of a client's own item.
 const CLIENT_SK: &str = "client";
 const GRANT_SK_PREFIX: &str = "grant#";
