@@ -13,7 +13,7 @@ use tokenhook_sdk::wire::{ABI_VERSION, Api, Client, Event, TokenState, Trigger};
 
 use crate::clients::{KnownClient, SecretHash, SecretVerifier};
 use crate::engine::HookEngine;
-use crate::hooks::{ChainHook, load_chain, log_hook_line};
+use crate::hooks::{ChainHook, EventFrame, load_chain, log_hook_line};
 use crate::keys::{KeySet, KeySource, parse_algorithm, stored};
 use crate::manifest::{
     Checked, KeysConfig, Manifest, ManifestError, OnError, Overrides, RegistrySource, StoreLocation,
@@ -215,7 +215,7 @@ impl Issuer {
                 format!("unknown audience `{api_id}`"),
             )
         })?;
-        self.check_not_refused(&client.id, &api.identifier)?;
+        self.check_not_refused(&client.id, &api.identifier).await?;
         let granted = client.grants.get(&api.identifier).ok_or_else(|| {
             OAuthError::new(
                 ErrorCode::UnauthorizedClient,
@@ -238,8 +238,13 @@ impl Issuer {
             }
             requested.clone()
         };
-        // 5. Hooks, in manifest order, each followed by host policy.
-        let mut event = Event {
+        // 5. Hooks, in manifest order, each followed by host policy. The event
+        // is serialized once; each hook gets it with the token as it stands.
+        let mut token = TokenState {
+            scopes,
+            claims: Map::new(),
+        };
+        let frame = EventFrame::new(Event {
             version: ABI_VERSION,
             trigger: Trigger::ClientCredentials,
             request_id: req.request_id.clone(),
@@ -254,13 +259,9 @@ impl Issuer {
             },
             requested_scopes: requested,
             granted_scopes: granted.clone(),
-            token: TokenState {
-                scopes,
-                claims: Map::new(),
-            },
             context: req.context.clone(),
             ..Event::default()
-        };
+        });
         let rules = Rules {
             claim_namespaces: &self.manifest.policy.claim_namespaces,
             added_scopes_within_grant: self.manifest.policy.added_scopes_within_grant,
@@ -277,10 +278,10 @@ impl Issuer {
             if let Some(store) = &self.secret_store {
                 hook.refresh_secrets(store.as_ref()).await;
             }
-            self.run_hook(hook, &mut event, &rules)?;
+            self.run_hook(hook, &frame, &mut token, &req.request_id, &rules)?;
         }
         // 6. Sign.
-        self.sign(&client.id, &api.identifier, event.token).await
+        self.sign(&client.id, &api.identifier, token).await
     }
 
     /// Who is calling: a client of the registry (manifest or store) whose
@@ -316,11 +317,11 @@ impl Issuer {
     }
 
     /// A revoked client (or client × API) gets no new tokens.
-    fn check_not_refused(&self, client_id: &str, api: &str) -> Result<(), OAuthError> {
+    async fn check_not_refused(&self, client_id: &str, api: &str) -> Result<(), OAuthError> {
         let Some(store) = &self.store else {
             return Ok(());
         };
-        match store.refuses(client_id, api).map_err(store_down)? {
+        match store.refuses(client_id, api).await.map_err(store_down)? {
             false => Ok(()),
             true => Err(OAuthError::new(
                 ErrorCode::UnauthorizedClient,
@@ -339,11 +340,12 @@ impl Issuer {
     fn run_hook(
         &self,
         hook: &ChainHook,
-        event: &mut Event,
+        frame: &EventFrame,
+        token: &mut TokenState,
+        request_id: &str,
         rules: &Rules<'_>,
     ) -> Result<(), OAuthError> {
-        let request_id = event.request_id.clone();
-        let call = hook.call(event);
+        let call = hook.call(frame, token);
         if call.logs_dropped > 0 {
             tracing::warn!(
                 request_id,
@@ -354,7 +356,7 @@ impl Issuer {
         }
         for line in &call.logs {
             log_hook_line(
-                &request_id,
+                request_id,
                 hook.name(),
                 line.level,
                 &hook.redact(&line.message),
@@ -363,8 +365,8 @@ impl Issuer {
         let usage = call.usage;
         let failure = match call.outcome {
             Ok(commands) => {
-                match policy::apply(&event.token, commands, &hook.config.capabilities, rules) {
-                    Ok(Applied::Changed(token, changes)) => {
+                match policy::apply(token, commands, &hook.config.capabilities, rules) {
+                    Ok(Applied::Changed(changed, changes)) => {
                         tracing::info!(
                             request_id, hook = hook.name(), duration_us = usage.wall_time.as_micros() as u64,
                             fuel_used = usage.fuel_used, memory_peak = usage.memory_peak,
@@ -373,7 +375,7 @@ impl Issuer {
                             claims_set = %changes.claims_set.join(" "), claims_removed = %changes.claims_removed.join(" "),
                             "hook applied"
                         );
-                        event.token = token;
+                        *token = changed;
                         return Ok(());
                     }
                     Ok(Applied::Denied(deny)) => {

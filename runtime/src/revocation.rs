@@ -81,6 +81,7 @@ impl Issuer {
         if let Some(store) = self.store()
             && store
                 .is_revoked(&jti, &client_id, &aud, iat)
+                .await
                 .map_err(store_error)?
         {
             return Ok(inactive);
@@ -102,7 +103,10 @@ impl Issuer {
     ) -> Result<Value, OAuthError> {
         self.authenticate_introspector(client).await?;
         let store = self.require_store()?;
-        let (tokens, clients, _) = store.revocations_since(since_ms).map_err(store_error)?;
+        let (tokens, clients) = store
+            .revocations_since(since_ms)
+            .await
+            .map_err(store_error)?;
         let newest = tokens
             .iter()
             .map(|t| t.at_ms)

@@ -115,6 +115,10 @@ pub enum Change {
     },
     /// The client's record or grants changed: caches drop it.
     ClientChanged { client_id: String },
+    /// A kind a newer version wrote (during a rolling upgrade): skipped,
+    /// rather than failing every poll that reads it.
+    #[serde(other)]
+    Unknown,
 }
 
 impl Change {
@@ -124,6 +128,7 @@ impl Change {
             | Change::ClientRevoked { client_id, .. }
             | Change::ClientRestored { client_id, .. }
             | Change::ClientChanged { client_id } => client_id,
+            Change::Unknown => "",
         }
     }
 }
@@ -149,7 +154,7 @@ impl FeedEntry {
         match &self.change {
             Change::Token { expires_at, .. } => Some(*expires_at),
             Change::ClientChanged { .. } => Some(self.at_ms / 1000 + CHANGE_NOTICE_LIFETIME_SECS),
-            Change::ClientRevoked { .. } | Change::ClientRestored { .. } => None,
+            Change::ClientRevoked { .. } | Change::ClientRestored { .. } | Change::Unknown => None,
         }
     }
 
@@ -208,4 +213,17 @@ pub fn now_ms() -> u64 {
 
 pub fn now_secs() -> u64 {
     now_ms() / 1000
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn entries_of_a_kind_this_version_does_not_know_are_read_as_unknown() {
+        let entry: FeedEntry =
+            serde_json::from_str(r#"{"id":"1","at_ms":5,"kind":"from_the_future","x":1}"#).unwrap();
+        assert_eq!(entry.change, Change::Unknown);
+        assert_eq!(entry.expires_at(), None);
+    }
 }

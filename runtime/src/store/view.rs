@@ -27,6 +27,9 @@ use crate::clients::KnownClient;
 /// Feed entries are re-read this far back on every poll, so that an entry
 /// written by a machine whose clock lags ours by up to this much is not missed.
 pub const POLL_OVERLAP_MS: u64 = 10_000;
+/// How long a request waits for a catch-up read of the feed (see
+/// [`StoreView::catch_up`]) before it answers from what is cached.
+pub const CATCH_UP_WAIT: Duration = Duration::from_secs(1);
 /// Most clients (known and unknown ids) cached at once; past it, entries
 /// older than their TTL are dropped first, then all.
 pub const MAX_CACHED_CLIENTS: usize = 100_000;
@@ -110,6 +113,8 @@ struct Inner {
     clients: RwLock<HashMap<String, Cached>>,
     /// Client ids with a refresh under way.
     refreshing: Mutex<HashSet<String>>,
+    /// Held by the one catch-up read under way; when the last one started.
+    catch_up: tokio::sync::Mutex<Instant>,
 }
 
 /// The store as the token path sees it. Cheap to clone.
@@ -130,6 +135,7 @@ impl StoreView {
             last_poll: RwLock::new(Instant::now()),
             clients: RwLock::new(HashMap::new()),
             refreshing: Mutex::new(HashSet::new()),
+            catch_up: tokio::sync::Mutex::new(Instant::now()),
         });
         inner.apply(entries);
         tokio::spawn(poll(Arc::downgrade(&inner)));
@@ -142,6 +148,37 @@ impl StoreView {
 
     pub fn settings(&self) -> ViewSettings {
         self.inner.settings
+    }
+
+    /// Read the feed now if the background poll has fallen behind, before
+    /// answering from memory. A running server never gets here (its poll
+    /// keeps up); a Lambda environment does after a freeze between
+    /// invocations, when no background task ran: its first request reads the
+    /// feed (one read for all requests waiting, at most one attempt per poll
+    /// interval, at most [`CATCH_UP_WAIT`]), so it never answers from a deny
+    /// list as old as the freeze.
+    pub async fn catch_up(&self) {
+        let inner = &self.inner;
+        let behind = || {
+            inner.last_poll.read().expect("poll lock").elapsed() > inner.settings.poll_interval * 2
+        };
+        if !behind() {
+            return;
+        }
+        let mut last_attempt = inner.catch_up.lock().await;
+        if !behind() || last_attempt.elapsed() < inner.settings.poll_interval {
+            return;
+        }
+        *last_attempt = Instant::now();
+        match tokio::time::timeout(CATCH_UP_WAIT, inner.poll_once()).await {
+            Ok(Ok(())) => {}
+            Ok(Err(error)) => {
+                tracing::warn!(store = %inner.store.describe(), %error, "catch-up read of the store failed; answering from what is cached");
+            }
+            Err(_) => {
+                tracing::warn!(store = %inner.store.describe(), wait_ms = CATCH_UP_WAIT.as_millis() as u64, "catch-up read of the store is slow; answering from what is cached");
+            }
+        }
     }
 
     /// Fails once the last successful poll is older than `max_stale`.
@@ -159,7 +196,8 @@ impl StoreView {
     }
 
     /// Whether new tokens for `client_id` on `api` are refused by a cut-off.
-    pub fn refuses(&self, client_id: &str, api: &str) -> Result<bool, StoreError> {
+    pub async fn refuses(&self, client_id: &str, api: &str) -> Result<bool, StoreError> {
+        self.catch_up().await;
         self.check_fresh()?;
         let rev = self.inner.revocations.read().expect("revocations lock");
         Ok([None, Some(api.to_string())].into_iter().any(|api| {
@@ -170,13 +208,14 @@ impl StoreView {
     }
 
     /// Whether the token `jti` of `client_id` for `api`, issued at `iat`, is revoked.
-    pub fn is_revoked(
+    pub async fn is_revoked(
         &self,
         jti: &str,
         client_id: &str,
         api: &str,
         iat: u64,
     ) -> Result<bool, StoreError> {
+        self.catch_up().await;
         self.check_fresh()?;
         let rev = self.inner.revocations.read().expect("revocations lock");
         if rev.tokens.contains_key(jti) {
@@ -199,10 +238,11 @@ impl StoreView {
 
     /// Revocations written at or after `since_ms` (all live ones for 0),
     /// and the cursor to ask with next time.
-    pub fn revocations_since(
+    pub async fn revocations_since(
         &self,
         since_ms: u64,
-    ) -> Result<(Vec<RevokedToken>, Vec<Cutoff>, u64), StoreError> {
+    ) -> Result<(Vec<RevokedToken>, Vec<Cutoff>), StoreError> {
+        self.catch_up().await;
         self.check_fresh()?;
         let now = now_secs();
         let rev = self.inner.revocations.read().expect("revocations lock");
@@ -220,13 +260,14 @@ impl StoreView {
             .cloned()
             .collect();
         cutoffs.sort_by(|a, b| (a.at_ms, &a.client_id).cmp(&(b.at_ms, &b.client_id)));
-        Ok((tokens, cutoffs, rev.newest_ms + 1))
+        Ok((tokens, cutoffs))
     }
 
     /// A registry client by id: from the cache while fresh; past its TTL the
     /// cached copy serves while one background refresh runs; unknown or past
     /// `max_stale`, read now.
     pub async fn client(&self, id: &str) -> Result<Option<Arc<KnownClient>>, StoreError> {
+        self.catch_up().await;
         let settings = self.inner.settings;
         let cached = {
             let clients = self.inner.clients.read().expect("clients lock");
@@ -346,7 +387,7 @@ impl Inner {
                             cutoff.at_ms = at_ms;
                         }
                     }
-                    Change::ClientChanged { .. } => {}
+                    Change::ClientChanged { .. } | Change::Unknown => {}
                 }
             }
             rev.tokens.retain(|_, t| t.exp > now);
@@ -414,5 +455,120 @@ async fn poll(inner: Weak<Inner>) {
             }
             Err(_) => {}
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::sqlite::SqliteStore;
+
+    fn settings(poll_ms: u64) -> ViewSettings {
+        ViewSettings {
+            poll_interval: Duration::from_millis(poll_ms),
+            client_cache_ttl: Duration::from_secs(30),
+            max_stale: Duration::from_secs(3600),
+        }
+    }
+
+    fn revoked(jti: &str) -> FeedEntry {
+        FeedEntry::new(Change::Token {
+            jti: jti.into(),
+            client_id: "app".into(),
+            expires_at: now_secs() + 600,
+        })
+    }
+
+    /// A Lambda environment frozen between invocations runs no background
+    /// task; its first request must read the feed before answering. Here the
+    /// runtime is blocked (a thread sleep on a current-thread runtime), so the
+    /// poll task cannot run: only the catch-up read can see the revocation.
+    #[tokio::test(flavor = "current_thread")]
+    async fn a_view_that_fell_behind_reads_the_feed_before_answering() {
+        let dir = tempfile::tempdir().unwrap();
+        let store: Arc<dyn Store> = Arc::new(SqliteStore::open(&dir.path().join("s.db")).unwrap());
+        let view = StoreView::open(store.clone(), settings(50)).await.unwrap();
+        store.append(&revoked("late")).await.unwrap();
+        std::thread::sleep(Duration::from_millis(150)); // "frozen"
+        assert!(
+            view.is_revoked("late", "app", "https://api.test", 0)
+                .await
+                .unwrap()
+        );
+    }
+
+    #[tokio::test]
+    async fn cut_offs_cover_earlier_tokens_and_refuse_until_restored() {
+        let dir = tempfile::tempdir().unwrap();
+        let store: Arc<dyn Store> = Arc::new(SqliteStore::open(&dir.path().join("s.db")).unwrap());
+        let view = StoreView::open(store, settings(50)).await.unwrap();
+        let now = now_secs();
+        view.publish(Change::ClientRevoked {
+            client_id: "app".into(),
+            api: Some("https://a.test".into()),
+            issued_before: now,
+        })
+        .await
+        .unwrap();
+        assert!(
+            view.is_revoked("x", "app", "https://a.test", now)
+                .await
+                .unwrap()
+        );
+        assert!(
+            !view
+                .is_revoked("x", "app", "https://a.test", now + 1)
+                .await
+                .unwrap()
+        );
+        assert!(
+            !view
+                .is_revoked("x", "app", "https://b.test", now)
+                .await
+                .unwrap()
+        );
+        assert!(view.refuses("app", "https://a.test").await.unwrap());
+        assert!(!view.refuses("app", "https://b.test").await.unwrap());
+        view.publish(Change::ClientRestored {
+            client_id: "app".into(),
+            api: Some("https://a.test".into()),
+        })
+        .await
+        .unwrap();
+        assert!(!view.refuses("app", "https://a.test").await.unwrap());
+        assert!(
+            view.is_revoked("x", "app", "https://a.test", now)
+                .await
+                .unwrap()
+        );
+    }
+
+    #[tokio::test]
+    async fn an_unreadable_store_serves_until_max_stale_then_fails_closed() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("s.db");
+        let store: Arc<dyn Store> = Arc::new(SqliteStore::open(&path).unwrap());
+        let view = StoreView::open(
+            store,
+            ViewSettings {
+                max_stale: Duration::from_millis(300),
+                ..settings(50)
+            },
+        )
+        .await
+        .unwrap();
+        view.publish(revoked("known").change).await.unwrap();
+        // Break the store under the view: the feed table disappears.
+        let conn = rusqlite::Connection::open(&path).unwrap();
+        conn.execute_batch("DROP TABLE feed").unwrap();
+        assert!(
+            view.is_revoked("known", "app", "a", 0).await.unwrap(),
+            "cached state serves"
+        );
+        tokio::time::sleep(Duration::from_millis(600)).await;
+        assert!(matches!(
+            view.is_revoked("known", "app", "a", 0).await,
+            Err(StoreError::Unavailable(_))
+        ));
     }
 }
