@@ -50,11 +50,14 @@ pub struct Event {
     /// Scopes the client was granted for this API.
     #[serde(default)]
     pub granted_scopes: Vec<String>,
-    /// The token so far: scopes and custom claims, after the previous hooks.
-    pub token: TokenState,
     /// Where the request came from.
     #[serde(default)]
     pub context: RequestContext,
+    /// The token so far: scopes and custom claims, after the previous hooks.
+    /// (`token`, `config` and `secrets` are declared last: the host
+    /// serializes the rest of an event once per request and appends these
+    /// three per hook.)
+    pub token: TokenState,
     /// This hook's own configuration from the manifest (`null` if none).
     #[serde(default)]
     pub config: Value,

@@ -5,7 +5,9 @@
 use std::sync::RwLock;
 use std::time::{Duration, Instant};
 
-use tokenhook_sdk::wire::{Event, LogLevel, Secrets};
+use serde_json::Value;
+
+use tokenhook_sdk::wire::{Event, LogLevel, Secrets, TokenState};
 
 use crate::engine::{HookCall, HookEngine, HookFailure, HookModule};
 use crate::manifest::{HookConfig, Manifest, ManifestError, SecretRef};
@@ -27,6 +29,8 @@ impl HookRunner for HookModule {
 pub struct ChainHook {
     pub config: HookConfig,
     pub runner: Box<dyn HookRunner>,
+    /// `config.config` serialized once at load (`null` if none).
+    config_json: Vec<u8>,
     secrets: RwLock<Secrets>,
     /// When the Secrets Manager values were last read; held while refreshing.
     fetched: tokio::sync::Mutex<Instant>,
@@ -47,17 +51,14 @@ impl ChainHook {
             && (filter.clients.is_empty() || filter.clients.iter().any(|c| c == client_id))
     }
 
-    /// Run the hook on `event` with this hook's config and secrets filled in.
-    pub fn call(&self, event: &mut Event) -> HookCall {
-        event.config = self
-            .config
-            .config
-            .clone()
-            .unwrap_or(serde_json::Value::Null);
-        event.secrets = self.secrets.read().expect("secrets lock").clone();
-        let json = serde_json::to_vec(&*event).expect("events serialize");
-        // The next hook must never see this hook's secrets.
-        event.secrets = Secrets::default();
+    /// Run the hook on the request's event with the token as it stands and
+    /// this hook's config and secrets filled in.
+    pub fn call(&self, frame: &EventFrame, token: &TokenState) -> HookCall {
+        let secrets = self.secrets.read().expect("secrets lock");
+        // The buffer holds this hook's secrets: it is dropped after the call,
+        // so the next hook never sees them.
+        let json = frame.event_json(token, &self.config_json, &secrets);
+        drop(secrets);
         self.runner.call(&json)
     }
 
@@ -117,6 +118,56 @@ impl ChainHook {
     }
 }
 
+/// One request's event, serialized once and completed per hook.
+///
+/// Between the hooks of a request only the token, the hook's config and its
+/// secrets change. The rest (client, API, scopes, context: most of the
+/// bytes) is serialized once into `head`; each call appends the three
+/// changing fields. The result is byte for byte what serializing the whole
+/// [`Event`] gives (the SDK declares those three fields last).
+pub struct EventFrame {
+    /// The event without its last three fields and closing brace.
+    head: Vec<u8>,
+}
+
+/// How a serialized [`Event`] ends when `token`, `config` and `secrets` are
+/// at their defaults: what [`EventFrame::new`] cuts off.
+const DEFAULT_TAIL: &[u8] = br#","token":{"scopes":[],"claims":{}},"config":null,"secrets":{}}"#;
+
+impl EventFrame {
+    /// Serialize `event`'s request-wide fields; its `token`, `config` and
+    /// `secrets` are ignored (each call supplies its own).
+    pub fn new(event: Event) -> EventFrame {
+        let bare = Event {
+            token: TokenState::default(),
+            config: Value::Null,
+            secrets: Secrets::default(),
+            ..event
+        };
+        let mut head = serde_json::to_vec(&bare).expect("events serialize");
+        assert!(
+            head.ends_with(DEFAULT_TAIL),
+            "the SDK's Event no longer ends with token, config, secrets"
+        );
+        head.truncate(head.len() - DEFAULT_TAIL.len());
+        EventFrame { head }
+    }
+
+    /// The whole event for one hook. `config_json` must be valid JSON.
+    pub fn event_json(&self, token: &TokenState, config_json: &[u8], secrets: &Secrets) -> Vec<u8> {
+        let mut out = Vec::with_capacity(self.head.len() + config_json.len() + 256);
+        out.extend_from_slice(&self.head);
+        out.extend_from_slice(br#","token":"#);
+        serde_json::to_writer(&mut out, token).expect("tokens serialize");
+        out.extend_from_slice(br#","config":"#);
+        out.extend_from_slice(config_json);
+        out.extend_from_slice(br#","secrets":"#);
+        serde_json::to_writer(&mut out, secrets).expect("secrets serialize");
+        out.push(b'}');
+        out
+    }
+}
+
 /// Load every hook of the manifest: read, pin-check, compile, pre-link, and
 /// resolve its secrets. The first failure names the hook and the cause.
 pub async fn load_chain(
@@ -157,8 +208,11 @@ pub async fn load_chain(
                 })?;
             values.0.insert(name.clone(), value);
         }
+        let config_json = serde_json::to_vec(config.config.as_ref().unwrap_or(&Value::Null))
+            .expect("config serializes");
         chain.push(ChainHook {
             config: config.clone(),
+            config_json,
             runner: Box::new(module),
             secrets: RwLock::new(values),
             fetched: tokio::sync::Mutex::new(Instant::now()),
@@ -199,5 +253,46 @@ pub fn log_hook_line(request_id: &str, hook: &str, level: LogLevel, message: &st
         LogLevel::Info => tracing::info!(request_id, hook, line = message, "hook log"),
         LogLevel::Warn => tracing::warn!(request_id, hook, line = message, "hook log"),
         LogLevel::Error => tracing::error!(request_id, hook, line = message, "hook log"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+    use tokenhook_sdk::testing::EventBuilder;
+
+    /// The frame must produce exactly what serializing the whole event does,
+    /// whatever the token, config and secrets are.
+    #[test]
+    fn frame_bytes_equal_the_whole_event() {
+        let mut event = EventBuilder::new()
+            .client_id("c\"1")
+            .client_name("Name \u{e9}")
+            .client_metadata("tenant", "acme")
+            .requested_scopes(["read:orders"])
+            .scopes(["read:orders", "write:orders"])
+            .claim("https://x/\"q", json!({"a": [1, 2.5, null]}))
+            .ip("203.0.113.42")
+            .user_agent("ua")
+            .config(json!({"ignored": "by the frame"}))
+            .build();
+        event.secrets.0.insert("key".into(), "v\nal".into());
+        let frame = EventFrame::new(event.clone());
+        let config = json!({"namespace": "https://example.com/", "n": [1, {"x": true}]});
+        let config_json = serde_json::to_vec(&config).unwrap();
+        event.config = config;
+        let bytes = frame.event_json(&event.token, &config_json, &event.secrets);
+        assert_eq!(
+            String::from_utf8(bytes).unwrap(),
+            serde_json::to_string(&event).unwrap()
+        );
+
+        // No config, no secrets, an empty token.
+        event.config = Value::Null;
+        event.secrets = Secrets::default();
+        event.token = TokenState::default();
+        let bytes = frame.event_json(&event.token, b"null", &event.secrets);
+        assert_eq!(bytes, serde_json::to_vec(&event).unwrap());
     }
 }

@@ -23,7 +23,7 @@ use tokenhook_sdk::wire::{
     RUN_EXPORT,
 };
 use wasmtime::{
-    Caller, Config, Engine, Extern, InstanceAllocationStrategy, InstancePre, Linker,
+    Caller, Config, Enabled, Engine, Extern, InstanceAllocationStrategy, InstancePre, Linker,
     PoolConcurrencyLimitError, PoolingAllocationConfig, ResourceLimiter, Store, Trap,
 };
 
@@ -389,7 +389,13 @@ pub fn engine_config(
         .max_memory_size(ceiling.memory as usize)
         .table_elements(ceiling.table_elements as usize)
         .linear_memory_keep_resident(KEEP_RESIDENT)
-        .table_keep_resident(KEEP_RESIDENT);
+        .table_keep_resident(KEEP_RESIDENT)
+        // Reset only the pages a call wrote (Linux ≥ 6.7), not the whole
+        // resident prefix: a hook's initial memory is a few hundred KiB (its
+        // stack, data and allocator arena) of which a call writes a few pages.
+        // Without it, every call rewrote 256 KiB per example hook, evicting
+        // the caches the rest of the request needs. Elsewhere: the memset.
+        .pagemap_scan(Enabled::Auto);
     let mut config = Config::new();
     config
         .consume_fuel(true)
