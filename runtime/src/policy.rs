@@ -2,6 +2,8 @@
 //! cannot bypass. All or nothing: a single violation rejects the hook's whole
 //! change set, and it is reported, never dropped silently.
 
+use std::collections::HashSet;
+
 use serde_json::{Map, Value};
 use tokenhook_sdk::wire::{Command, Deny, TokenState};
 
@@ -33,18 +35,37 @@ pub enum Applied {
 }
 
 /// Apply `commands` to a copy of `token`. `Err` explains the first violation.
+///
+/// A deny anywhere in the output wins: the first `deny` is returned whatever
+/// else the output holds, even commands the policy would reject (a hook that
+/// says "refuse" is obeyed before its other commands are judged, so a bad
+/// command next to a deny can never turn the deny into a skipped failure
+/// under `on_error = "skip"`).
+///
+/// The cost is linear in the number of commands: each is checked against the
+/// manifest's lists (fixed size), the claim count is checked as each claim is
+/// set (so the map never holds more than `max_claims + 1`), and the change
+/// lists are deduplicated through sets rather than by searching themselves.
 pub fn apply(
     token: &TokenState,
-    commands: Vec<Command>,
+    mut commands: Vec<Command>,
     caps: &Capabilities,
     rules: &Rules<'_>,
 ) -> Result<Applied, String> {
+    if let Some(at) = commands.iter().position(|c| matches!(c, Command::Deny(_))) {
+        let Command::Deny(deny) = commands.swap_remove(at) else {
+            unreachable!("position found a deny")
+        };
+        return Ok(Applied::Denied(deny));
+    }
     let mut scopes = token.scopes.clone();
     let mut claims: Map<String, Value> = token.claims.clone();
     let mut changes = Changes::default();
+    // Names already listed in `changes`, so each list names a claim once.
+    let (mut listed_set, mut listed_removed) = (HashSet::new(), HashSet::new());
     for command in commands {
         match command {
-            Command::Deny(deny) => return Ok(Applied::Denied(deny)),
+            Command::Deny(_) => unreachable!("denies were handled above"),
             Command::AddScope(scope) => {
                 if !rules.api_scopes.contains(&scope) {
                     return Err(format!(
@@ -61,9 +82,13 @@ pub fn apply(
                         "add_scope `{scope}`: not in the hook's capabilities.scopes"
                     ));
                 }
+                // `scopes` and the change lists hold API scopes only (or the
+                // token's own), so these searches are bounded by the manifest.
                 if !scopes.contains(&scope) {
                     scopes.push(scope.clone());
-                    changes.scopes_added.push(scope);
+                    if !changes.scopes_added.contains(&scope) {
+                        changes.scopes_added.push(scope);
+                    }
                 }
             }
             Command::RemoveScope(scope) => {
@@ -74,30 +99,31 @@ pub fn apply(
                 }
                 if let Some(pos) = scopes.iter().position(|s| *s == scope) {
                     scopes.remove(pos);
-                    changes.scopes_removed.push(scope);
+                    if !changes.scopes_removed.contains(&scope) {
+                        changes.scopes_removed.push(scope);
+                    }
                 }
             }
             Command::SetClaim { name, value } => {
                 check_claim_name(&name, caps, rules, "set_claim")?;
                 claims.insert(name.clone(), value);
-                if !changes.claims_set.contains(&name) {
+                if claims.len() > rules.max_claims {
+                    return Err(format!(
+                        "set_claim `{name}`: the token would carry more than {} custom claims, which the policy allows",
+                        rules.max_claims
+                    ));
+                }
+                if listed_set.insert(name.clone()) {
                     changes.claims_set.push(name);
                 }
             }
             Command::RemoveClaim(name) => {
                 check_claim_name(&name, caps, rules, "remove_claim")?;
-                if claims.remove(&name).is_some() {
+                if claims.remove(&name).is_some() && listed_removed.insert(name.clone()) {
                     changes.claims_removed.push(name);
                 }
             }
         }
-    }
-    if claims.len() > rules.max_claims {
-        return Err(format!(
-            "the token would carry {} custom claims; the policy allows {}",
-            claims.len(),
-            rules.max_claims
-        ));
     }
     let size = serde_json::to_vec(&claims)
         .map(|v| v.len())
@@ -259,6 +285,67 @@ mod tests {
             value: json!("x".repeat(200)),
         }];
         assert!(run(big).unwrap_err().contains("bytes"));
+    }
+
+    /// A deny after a command the policy rejects is still honoured: under
+    /// `on_error = "skip"` the rejection alone would let the request through.
+    #[test]
+    fn a_deny_wins_over_a_rejected_command_before_it() {
+        let deny = |d: &str| {
+            Command::Deny(Deny {
+                error: Default::default(),
+                description: d.into(),
+            })
+        };
+        let out = run(vec![
+            Command::AddScope("delete:a".into()),
+            Command::SetClaim {
+                name: "sub".into(),
+                value: json!("x"),
+            },
+            deny("first"),
+            deny("second"),
+        ]);
+        match out {
+            Ok(Applied::Denied(d)) => assert_eq!(d.description, "first"),
+            other => panic!("the deny must win: {other:?}"),
+        }
+    }
+
+    /// The claim count is checked as each claim is set, so the check names
+    /// the claim that went over and never walks a list of earlier names.
+    #[test]
+    fn the_claim_count_is_checked_as_claims_are_set() {
+        let many: Vec<Command> = (0..100_000)
+            .map(|i| Command::SetClaim {
+                name: format!("https://x/{i}"),
+                value: json!(i),
+            })
+            .collect();
+        let err = run(many).unwrap_err();
+        assert!(
+            err.starts_with("set_claim `https://x/2`:") && err.contains("more than 2"),
+            "{err}"
+        );
+        // Setting and removing the same names over and over lists each once.
+        let churn = (0..1000)
+            .flat_map(|i| {
+                let name = format!("https://x/{}", i % 2);
+                [
+                    Command::SetClaim {
+                        name: name.clone(),
+                        value: json!(i),
+                    },
+                    Command::RemoveClaim(name),
+                ]
+            })
+            .collect();
+        let Ok(Applied::Changed(token, changes)) = run(churn) else {
+            panic!("expected changes")
+        };
+        assert!(token.claims.is_empty());
+        assert_eq!(changes.claims_set, s(&["https://x/0", "https://x/1"]));
+        assert_eq!(changes.claims_removed, s(&["https://x/0", "https://x/1"]));
     }
 
     #[test]
