@@ -14,7 +14,7 @@ use tokenhook_sdk::wire::RequestContext;
 use tower::{Service, ServiceExt};
 
 use crate::http::{CurrentIssuer, PeerIp, router};
-use crate::oauth::{ClientAuth, TokenRequest};
+use crate::oauth::{ClientAuth, ErrorCode, OAuthError, TokenRequest};
 
 /// The event a trusted issuer sends with `lambda:InvokeFunction`.
 #[derive(Debug, Deserialize)]
@@ -54,14 +54,12 @@ async fn handle(
     current: &CurrentIssuer,
 ) -> Result<Value, lambda_runtime::Error> {
     let LambdaEvent { payload, context } = event;
-    if payload.get("tokenhook").is_some() {
-        return Ok(direct_invoke(payload, &context.request_id, current).await);
-    }
-    let request: LambdaRequest = serde_json::from_value(payload).map_err(|e| {
-        format!(
-            "not an HTTP event (API Gateway, Function URL, ALB) nor a tokenhook direct invoke: {e}"
-        )
-    })?;
+    let request = match decode(payload)? {
+        Decoded::Direct(payload) => {
+            return Ok(direct_invoke(payload, &context.request_id, current).await);
+        }
+        Decoded::Http(request) => *request,
+    };
     let mut adapter = Adapter::from(app);
     let response = adapter
         .ready()
@@ -71,23 +69,48 @@ async fn handle(
     Ok(serde_json::to_value(response)?)
 }
 
-/// A token for an already-authenticated client: the token response, or the
-/// OAuth error as data (not a function error).
-pub async fn direct_invoke(
-    payload: Value,
-    lambda_request_id: &str,
-    current: &CurrentIssuer,
-) -> Value {
+/// A Lambda payload as [`handle`] reads it, before anything runs.
+pub enum Decoded {
+    /// It has a `tokenhook` field: a direct invoke, read by [`direct_request`].
+    Direct(Value),
+    /// An HTTP event; lambda_http turns it into the router's `http::Request`.
+    Http(Box<LambdaRequest>),
+}
+
+/// Tell a direct invoke from an HTTP event (API Gateway, Function URL, ALB).
+/// Pure, so the fuzzer can drive it; `Err` is the function error Lambda reports.
+pub fn decode(payload: Value) -> Result<Decoded, String> {
+    if payload.get("tokenhook").is_some() {
+        return Ok(Decoded::Direct(payload));
+    }
+    serde_json::from_value(payload)
+        .map(|request| Decoded::Http(Box::new(request)))
+        .map_err(|e| {
+            format!(
+                "not an HTTP event (API Gateway, Function URL, ALB) nor a tokenhook direct invoke: {e}"
+            )
+        })
+}
+
+/// The token request a direct invoke asks for, or the OAuth error to answer
+/// as data. Pure, like [`decode`].
+pub fn direct_request(payload: Value, lambda_request_id: &str) -> Result<TokenRequest, Value> {
     let invoke = match serde_json::from_value::<DirectInvoke>(payload) {
         Ok(invoke) if invoke.tokenhook == "token_request" => invoke,
         Ok(invoke) => {
-            return json!({"error": "invalid_request", "error_description": format!("unknown tokenhook event `{}`", invoke.tokenhook)});
+            return Err(error_answer(&OAuthError::new(
+                ErrorCode::InvalidRequest,
+                format!("unknown tokenhook event `{}`", invoke.tokenhook),
+            )));
         }
         Err(e) => {
-            return json!({"error": "invalid_request", "error_description": format!("malformed direct invoke: {e}")});
+            return Err(error_answer(&OAuthError::new(
+                ErrorCode::InvalidRequest,
+                format!("malformed direct invoke: {e}"),
+            )));
         }
     };
-    let request = TokenRequest {
+    Ok(TokenRequest {
         request_id: invoke
             .request_id
             .unwrap_or_else(|| lambda_request_id.to_string()),
@@ -98,11 +121,31 @@ pub async fn direct_invoke(
         audience: Some(invoke.audience),
         scope: invoke.scope,
         context: invoke.context,
+    })
+}
+
+/// A token for an already-authenticated client: the token response, or the
+/// OAuth error as data (not a function error).
+pub async fn direct_invoke(
+    payload: Value,
+    lambda_request_id: &str,
+    current: &CurrentIssuer,
+) -> Value {
+    let request = match direct_request(payload, lambda_request_id) {
+        Ok(request) => request,
+        Err(answer) => return answer,
     };
     match current.get().issue(&request).await {
         Ok(token) => serde_json::to_value(token).unwrap_or(Value::Null),
-        Err(err) => serde_json::to_value(err).unwrap_or(Value::Null),
+        Err(err) => error_answer(&err),
     }
+}
+
+/// A direct invoke's OAuth error as data. Every error answer is built from an
+/// [`OAuthError`], so its description has been through `OAuthError::new`'s
+/// RFC 6749 character filter (it echoes the caller's payload).
+fn error_answer(err: &OAuthError) -> Value {
+    json!({"error": err.error.as_str(), "error_description": err.error_description})
 }
 
 /// What the event knows about an HTTP request that a socket would have told
@@ -170,6 +213,31 @@ pub async fn report_init_error(error_type: &str, message: &str) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Direct-invoke errors echo the payload; their descriptions must keep to
+    /// RFC 6749's character set like every other error.
+    #[test]
+    fn direct_invoke_errors_keep_to_the_rfc_6749_character_set() {
+        let hostile = "x\"\n\\\u{1}\u{e9}\u{202e}";
+        for payload in [
+            json!({"tokenhook": hostile, "client_id": "a", "audience": "b"}),
+            json!({"tokenhook": "token_request", "client_id": "a", "audience": "b", hostile: 1}),
+        ] {
+            let Err(answer) = direct_request(payload, "req") else {
+                panic!("a hostile payload must be refused")
+            };
+            assert_eq!(answer["error"], "invalid_request");
+            let description = answer["error_description"].as_str().unwrap();
+            assert!(description.contains("x'?/??"), "{description}");
+            assert!(
+                description.bytes().all(|b| b == 0x20
+                    || b == 0x21
+                    || (0x23..=0x5b).contains(&b)
+                    || (0x5d..=0x7e).contains(&b)),
+                "{description:?}"
+            );
+        }
+    }
 
     #[test]
     fn the_alb_appended_address_is_the_last_forwarded_for() {

@@ -223,7 +223,8 @@ async fn fetch(store: &dyn SecretStore, secret_id: &str) -> Result<Arc<KeySet>, 
 
 /// Parse a stored key set; the error names the field and the problem with any
 /// quoted value left out (serde quotes the string it rejects, which may be a key).
-fn parse_stored(text: &str) -> Result<StoredKeySet, String> {
+/// Public for the fuzzer (tests/fuzz), which checks that no error quotes input.
+pub fn parse_stored(text: &str) -> Result<StoredKeySet, String> {
     // Syntax errors name a line and column, never content.
     let value: serde_json::Value = serde_json::from_str(text).map_err(|e| e.to_string())?;
     serde_path_to_error::deserialize(value).map_err(|e| {
