@@ -8,7 +8,16 @@ step() { printf '\n==> %s\n' "$*"; }
 
 step "toolchain"
 rustup target add wasm32-unknown-unknown >/dev/null
+# tests/tests/arm64.rs builds the Lambda bootstrap for arm64, as `sam build` does.
+rustup target add aarch64-unknown-linux-gnu >/dev/null
 rustup component add clippy rustfmt >/dev/null 2>&1 || true
+
+step "qemu-aarch64-static and arm64 glibc (tests/tests/arm64.rs runs the arm64 bootstrap)"
+if ! command -v qemu-aarch64-static >/dev/null || [ ! -e /usr/aarch64-linux-gnu/lib/ld-linux-aarch64.so.1 ]; then
+    sudo=""; [ "$(id -u)" -eq 0 ] || sudo="sudo"
+    $sudo apt-get update -qq
+    $sudo apt-get install -y -qq qemu-user-static libc6-arm64-cross >/dev/null
+fi
 
 step "python tools (moto, cfn-lint, cargo-lambda) into .venv"
 if [ ! -x .venv/bin/python ]; then

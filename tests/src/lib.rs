@@ -200,27 +200,7 @@ pub fn tokenhook_bin() -> PathBuf {
     BUILT.get_or_init(|| {
         let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
         let mut build = Command::new(cargo);
-        // The variables cargo set for this test process describe this crate;
-        // passed on, build scripts that watch them (ring's, for one) would
-        // see a changed environment and rebuild, twice per test run.
-        for (name, _) in std::env::vars_os() {
-            let name = name.to_string_lossy();
-            if name.starts_with("CARGO_PKG_")
-                || name.starts_with("CARGO_BIN_")
-                || name.starts_with("CARGO_CRATE_")
-                || matches!(
-                    name.as_ref(),
-                    "CARGO_MANIFEST_DIR"
-                        | "CARGO_MANIFEST_PATH"
-                        | "CARGO_PRIMARY_PACKAGE"
-                        | "CARGO_TARGET_TMPDIR"
-                        | "CARGO_RUSTC_CURRENT_DIR"
-                        | "OUT_DIR"
-                )
-            {
-                build.env_remove(name.as_ref());
-            }
-        }
+        without_test_cargo_env(&mut build);
         let status = build
             .args(["build", "--workspace", "--bins", "--tests"])
             .current_dir(workspace_root())
@@ -229,6 +209,31 @@ pub fn tokenhook_bin() -> PathBuf {
         assert!(status.success(), "building the tokenhook binary failed");
     });
     workspace_root().join("target/debug/tokenhook")
+}
+
+/// Remove from a cargo `build` command the variables cargo set for this test
+/// process: they describe this crate, and passed on, build scripts that watch
+/// them (ring's, for one) would see a changed environment and rebuild, twice
+/// per test run.
+pub fn without_test_cargo_env(build: &mut Command) {
+    for (name, _) in std::env::vars_os() {
+        let name = name.to_string_lossy();
+        if name.starts_with("CARGO_PKG_")
+            || name.starts_with("CARGO_BIN_")
+            || name.starts_with("CARGO_CRATE_")
+            || matches!(
+                name.as_ref(),
+                "CARGO_MANIFEST_DIR"
+                    | "CARGO_MANIFEST_PATH"
+                    | "CARGO_PRIMARY_PACKAGE"
+                    | "CARGO_TARGET_TMPDIR"
+                    | "CARGO_RUSTC_CURRENT_DIR"
+                    | "OUT_DIR"
+            )
+        {
+            build.env_remove(name.as_ref());
+        }
+    }
 }
 
 /// A client secret and its manifest hash (`sha256:`), fixed for readable tests.
