@@ -10,7 +10,9 @@ use std::sync::OnceLock;
 
 use serde_json::Value;
 
+pub mod feed_verifier;
 pub mod jose;
+pub mod wrk;
 
 /// The workspace root (the parent of this crate).
 pub fn workspace_root() -> PathBuf {
@@ -398,29 +400,29 @@ pub fn wait_for_port(port: u16, timeout: std::time::Duration) -> bool {
 /// A Python tool installed by `tests/run.sh` into `.venv`: from the
 /// environment variable `TOKENHOOK_<NAME>` (`moto_server` →
 /// `TOKENHOOK_MOTO_SERVER`, `cargo-lambda` → `TOKENHOOK_CARGO_LAMBDA`), else
-/// `.venv/bin/<name>` in the workspace, else `PATH`. Under CI (`CI` set and not
-/// `false`/`0`) its absence is a failure; elsewhere the caller skips, loudly.
-pub fn python_tool(name: &str) -> Option<PathBuf> {
+/// `.venv/bin/<name>` in the workspace, else `PATH`. Its absence fails the
+/// test, in CI and elsewhere alike: a test that skips when its tool is missing
+/// passes without testing anything.
+pub fn python_tool(name: &str) -> PathBuf {
     let var = format!("TOKENHOOK_{}", name.to_uppercase().replace('-', "_"));
     if let Some(path) = std::env::var_os(&var).filter(|p| !p.is_empty()) {
         let path = PathBuf::from(path);
         assert!(path.exists(), "{var}={} does not exist", path.display());
-        return Some(path);
+        return path;
     }
     let venv = workspace_root().join(".venv/bin").join(name);
     if venv.exists() {
-        return Some(venv);
+        return venv;
     }
-    let found = std::env::var_os("PATH").and_then(|paths| {
-        std::env::split_paths(&paths)
-            .map(|p| p.join(name))
-            .find(|p| p.exists())
-    });
-    let ci = std::env::var("CI").is_ok_and(|v| !matches!(v.as_str(), "" | "false" | "0"));
-    if found.is_none() && ci {
-        panic!("{name} is missing (CI is set): tests/run.sh installs it into .venv, or set {var}");
-    }
-    found
+    std::env::var_os("PATH")
+        .and_then(|paths| {
+            std::env::split_paths(&paths)
+                .map(|p| p.join(name))
+                .find(|p| p.exists())
+        })
+        .unwrap_or_else(|| {
+            panic!("{name} is missing: tests/run.sh installs it into .venv (or set {var})")
+        })
 }
 
 /// `tokenhook serve` as a separate process on an ephemeral 127.0.0.1 port.
@@ -525,8 +527,7 @@ impl MotoServer {
     /// "the same" AWS back (empty: moto keeps its state in memory).
     pub fn start_on(port: u16) -> MotoServer {
         use std::process::Stdio;
-        let moto = python_tool("moto_server")
-            .expect("moto_server is missing: tests/run.sh installs it into .venv");
+        let moto = python_tool("moto_server");
         let process = ChildGroup::spawn(
             Command::new(moto)
                 .args(["-H", "127.0.0.1", "-p", &port.to_string()])

@@ -24,11 +24,8 @@ struct Moto {
 }
 
 impl Moto {
-    fn start() -> Option<Moto> {
-        let Some(moto) = python_tool("moto_server") else {
-            eprintln!("SKIPPED: moto_server is not installed (tests/run.sh installs it)");
-            return None;
-        };
+    fn start() -> Moto {
+        let moto = python_tool("moto_server");
         let port = free_port();
         let process = ChildGroup::spawn(
             Command::new(moto)
@@ -40,7 +37,7 @@ impl Moto {
             wait_for_port(port, Duration::from_secs(60)),
             "moto did not start"
         );
-        Some(Moto { port, process })
+        Moto { port, process }
     }
 
     fn endpoint(&self) -> String {
@@ -206,7 +203,7 @@ fn aws_manifest(hooks: &str) -> String {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn keys_and_hook_secrets_from_secrets_manager_rotate_and_survive_an_outage() {
-    let Some(moto) = Moto::start() else { return };
+    let moto = Moto::start();
     hook_wasm("signed_claim");
     assert!(hooks_dir().join("signed_claim.wasm").exists());
     let (a, kid_a) = new_key();

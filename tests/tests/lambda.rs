@@ -53,10 +53,7 @@ fn http_body(response: &Value) -> Value {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn every_event_shape_gets_a_verifiable_token_under_the_runtime_emulator() {
-    let Some(cargo_lambda) = python_tool("cargo-lambda") else {
-        eprintln!("SKIPPED: cargo-lambda is not installed (tests/run.sh installs it)");
-        return;
-    };
+    let cargo_lambda = python_tool("cargo-lambda");
     let binary = tokenhook_tests::tokenhook_bin();
     let dir = tempfile::tempdir().unwrap();
     let manifest: PathBuf = write_manifest_in(dir.path(), &example_manifest());

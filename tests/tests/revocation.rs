@@ -60,6 +60,23 @@ impl Backend {
     }
 }
 
+/// One scenario, two tests: `<scenario>::sqlite` and `<scenario>::dynamodb`.
+macro_rules! on_both_stores {
+    ($scenario:ident) => {
+        mod $scenario {
+            #[tokio::test]
+            async fn sqlite() {
+                super::$scenario(super::Backend::Sqlite).await;
+            }
+
+            #[tokio::test]
+            async fn dynamodb() {
+                super::$scenario(super::Backend::dynamodb().await).await;
+            }
+        }
+    };
+}
+
 const ISSUER: &str = "https://issuer.test/";
 const API: &str = "https://api.test";
 const OTHER: &str = "https://other.test";
@@ -342,15 +359,7 @@ async fn revoke_then_introspect_then_feed(backend: Backend) {
     assert_eq!(http.introspect(&other).await["active"], true);
 }
 
-#[tokio::test]
-async fn sqlite_revoke_then_introspect_then_feed() {
-    revoke_then_introspect_then_feed(Backend::Sqlite).await;
-}
-
-#[tokio::test]
-async fn dynamodb_revoke_then_introspect_then_feed() {
-    revoke_then_introspect_then_feed(Backend::dynamodb().await).await;
-}
+on_both_stores!(revoke_then_introspect_then_feed);
 
 async fn introspection_refuses_and_deactivates(backend: Backend) {
     let dir = tempfile::tempdir().unwrap();
@@ -489,15 +498,7 @@ async fn introspection_refuses_and_deactivates(backend: Backend) {
     }
 }
 
-#[tokio::test]
-async fn sqlite_introspection_refuses_and_deactivates() {
-    introspection_refuses_and_deactivates(Backend::Sqlite).await;
-}
-
-#[tokio::test]
-async fn dynamodb_introspection_refuses_and_deactivates() {
-    introspection_refuses_and_deactivates(Backend::dynamodb().await).await;
-}
+on_both_stores!(introspection_refuses_and_deactivates);
 
 async fn revoking_a_client(backend: Backend) {
     let dir = tempfile::tempdir().unwrap();
@@ -576,15 +577,7 @@ async fn revoking_a_client(backend: Backend) {
     assert_eq!(http.introspect(&on_api[0]).await["active"], false);
 }
 
-#[tokio::test]
-async fn sqlite_revoking_a_client() {
-    revoking_a_client(Backend::Sqlite).await;
-}
-
-#[tokio::test]
-async fn dynamodb_revoking_a_client() {
-    revoking_a_client(Backend::dynamodb().await).await;
-}
+on_both_stores!(revoking_a_client);
 
 async fn registry_in_the_store(backend: Backend) {
     let dir = tempfile::tempdir().unwrap();
@@ -699,15 +692,7 @@ async fn eventually_status(http: &Http, client: &str, secret: &str, want: u16) -
     }
 }
 
-#[tokio::test]
-async fn sqlite_registry_in_the_store() {
-    registry_in_the_store(Backend::Sqlite).await;
-}
-
-#[tokio::test]
-async fn dynamodb_registry_in_the_store() {
-    registry_in_the_store(Backend::dynamodb().await).await;
-}
+on_both_stores!(registry_in_the_store);
 
 async fn concurrent_cli_writes_lose_nothing(backend: Backend) {
     let dir = tempfile::tempdir().unwrap();
@@ -786,15 +771,7 @@ fn spawn_cli(backend: &Backend, manifest: &Path, args: &[&str]) -> std::process:
         .expect("spawn tokenhook")
 }
 
-#[tokio::test]
-async fn sqlite_concurrent_cli_writes_lose_nothing() {
-    concurrent_cli_writes_lose_nothing(Backend::Sqlite).await;
-}
-
-#[tokio::test]
-async fn dynamodb_concurrent_cli_writes_lose_nothing() {
-    concurrent_cli_writes_lose_nothing(Backend::dynamodb().await).await;
-}
+on_both_stores!(concurrent_cli_writes_lose_nothing);
 
 /// Two issuer processes on one store: a revocation at one is seen by the
 /// other within its poll interval (printed: the measured propagation).
@@ -821,15 +798,7 @@ async fn two_issuers_share_revocations(backend: Backend) {
     );
 }
 
-#[tokio::test]
-async fn sqlite_two_issuers_share_revocations() {
-    two_issuers_share_revocations(Backend::Sqlite).await;
-}
-
-#[tokio::test]
-async fn dynamodb_two_issuers_share_revocations() {
-    two_issuers_share_revocations(Backend::dynamodb().await).await;
-}
+on_both_stores!(two_issuers_share_revocations);
 
 /// The store goes away: what is cached serves until `max_stale`, then token
 /// requests fail closed with 503; when it is back, tokens flow again.
