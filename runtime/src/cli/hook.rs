@@ -12,6 +12,9 @@ use crate::units::{parse_duration, parse_size, show_count, show_duration, show_s
 
 #[derive(Subcommand)]
 pub enum HookCommand {
+    /// Write a new hook crate (inside a tokenhook workspace: a member; elsewhere:
+    /// standalone) that passes `cargo test` and builds to wasm as generated.
+    New(super::scaffold::NewArgs),
     /// Print a module's digest, contract version, exports and imports; exit
     /// non-zero naming what breaks the contract.
     Check {
@@ -85,6 +88,7 @@ impl LimitFlags {
 
 pub fn run(cmd: HookCommand) -> ExitCode {
     let result = match cmd {
+        HookCommand::New(args) => return super::scaffold::run(args),
         HookCommand::Check { file, limits } => check(&file, &limits.limits()),
         HookCommand::Run {
             file,

@@ -4,6 +4,7 @@ mod bundle;
 mod hook;
 mod keys;
 mod registry;
+mod scaffold;
 mod secret;
 mod serve;
 
