@@ -2,14 +2,14 @@
 //! filters, capabilities, config and secrets, behind the small [`HookRunner`]
 //! trait so the pipeline does not depend on how a hook executes.
 
-use std::sync::RwLock;
-use std::time::{Duration, Instant};
+use std::sync::Arc;
 
 use serde_json::Value;
 
 use tokenhook_sdk::wire::{Event, LogLevel, Secrets, TokenState};
 
 use crate::engine::{HookCall, HookEngine, HookFailure, HookModule};
+use crate::hook_secrets::{self, HookSecrets};
 use crate::manifest::{HookConfig, Manifest, ManifestError, SecretRef};
 use crate::secrets::SecretStore;
 
@@ -31,12 +31,8 @@ pub struct ChainHook {
     pub runner: Box<dyn HookRunner>,
     /// `config.config` serialized once at load (`null` if none).
     config_json: Vec<u8>,
-    secrets: RwLock<Secrets>,
-    /// When the Secrets Manager values were last read; held while refreshing.
-    fetched: tokio::sync::Mutex<Instant>,
-    /// How long Secrets Manager values are used before they are read again
-    /// (files and environment variables are re-read on reload only).
-    secret_ttl: Duration,
+    /// Its secrets, refreshed in the background (`hook_secrets`).
+    secrets: HookSecrets,
 }
 
 impl ChainHook {
@@ -54,67 +50,24 @@ impl ChainHook {
     /// Run the hook on the request's event with the token as it stands and
     /// this hook's config and secrets filled in.
     pub fn call(&self, frame: &EventFrame, token: &TokenState) -> HookCall {
-        let secrets = self.secrets.read().expect("secrets lock");
+        let secrets = match self.secrets.current() {
+            Ok(secrets) => secrets,
+            Err(failure) => return hook_secrets::not_run(failure),
+        };
         // The buffer holds this hook's secrets: it is dropped after the call,
         // so the next hook never sees them.
-        let json = frame.event_json(token, &self.config_json, &secrets);
-        drop(secrets);
-        self.runner.call(&json)
+        let json = frame.event_json(token, &self.config_json, &secrets.values);
+        let mut call = self.runner.call(&json);
+        // Redacted with the values this call was given, before anything reads it.
+        secrets.redactor.redact_call(&mut call);
+        call
     }
 
-    /// Re-read this hook's Secrets Manager secrets once they are older than
-    /// the manifest's `hook_secret_ttl`. A failed read keeps the values in use and says so;
-    /// a refresh already under way is not waited for.
-    pub async fn refresh_secrets(&self, store: &dyn SecretStore) {
-        let ids: Vec<(&String, &String)> = self
-            .config
-            .secrets
-            .iter()
-            .filter_map(|(name, source)| match source {
-                SecretRef::SecretsManager(id) => Some((name, id)),
-                _ => None,
-            })
-            .collect();
-        if ids.is_empty() {
-            return;
-        }
-        let Ok(mut fetched) = self.fetched.try_lock() else {
-            return;
-        };
-        if fetched.elapsed() < self.secret_ttl {
-            return;
-        }
-        for (name, id) in ids {
-            match store.get_secret_string(id).await {
-                Ok(value) => {
-                    self.secrets
-                        .write()
-                        .expect("secrets lock")
-                        .0
-                        .insert(name.clone(), value);
-                }
-                Err(error) => {
-                    tracing::warn!(hook = self.name(), secret = %name, %error, "hook secret refresh failed; keeping the cached value");
-                }
-            }
-        }
-        *fetched = Instant::now();
-    }
-
-    /// A hook's log line with any of its secret values blanked out.
+    /// Text about this hook (a policy violation naming its commands) with
+    /// its secret values blanked out. A call's logs, failure cause and deny
+    /// descriptions are already redacted by [`ChainHook::call`].
     pub fn redact(&self, message: &str) -> String {
-        let mut out = message.to_string();
-        for value in self
-            .secrets
-            .read()
-            .expect("secrets lock")
-            .0
-            .values()
-            .filter(|v| !v.is_empty())
-        {
-            out = out.replace(value.as_str(), "<redacted>");
-        }
-        out
+        self.secrets.latest().redactor.redact(message)
     }
 }
 
@@ -174,7 +127,7 @@ pub async fn load_chain(
     manifest: &Manifest,
     checked: &crate::manifest::Checked,
     engine: &HookEngine,
-    secrets: Option<&dyn SecretStore>,
+    store: Option<&Arc<dyn SecretStore>>,
 ) -> Result<Vec<ChainHook>, ManifestError> {
     let mut chain = Vec::with_capacity(manifest.hooks.len());
     for (i, (config, limits)) in manifest.hooks.iter().zip(&checked.hook_limits).enumerate() {
@@ -198,7 +151,7 @@ pub async fn load_chain(
         .map_err(|f: HookFailure| err("module", format!("{} refused: {f}", path.display())))?;
         let mut values = Secrets::default();
         for (name, source) in &config.secrets {
-            let value = resolve_secret(manifest, source, secrets)
+            let value = resolve_secret(manifest, source, store.map(|s| s.as_ref()))
                 .await
                 .map_err(|e| {
                     err(
@@ -208,15 +161,29 @@ pub async fn load_chain(
                 })?;
             values.0.insert(name.clone(), value);
         }
+        let refreshed = config
+            .secrets
+            .iter()
+            .filter_map(|(name, source)| match source {
+                SecretRef::SecretsManager(id) => Some((name.clone(), id.clone())),
+                _ => None,
+            })
+            .collect();
+        let secrets = HookSecrets::new(
+            &config.name,
+            values,
+            refreshed,
+            store.cloned(),
+            checked.hook_secret_ttl,
+            checked.hook_secret_max_stale,
+        );
         let config_json = serde_json::to_vec(config.config.as_ref().unwrap_or(&Value::Null))
             .expect("config serializes");
         chain.push(ChainHook {
             config: config.clone(),
             config_json,
             runner: Box::new(module),
-            secrets: RwLock::new(values),
-            fetched: tokio::sync::Mutex::new(Instant::now()),
-            secret_ttl: checked.hook_secret_ttl,
+            secrets,
         });
     }
     Ok(chain)

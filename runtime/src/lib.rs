@@ -2,9 +2,11 @@
 //! customised by sandboxed WebAssembly hooks.
 
 pub mod aws;
+pub mod cached;
 pub mod cli;
 pub mod clients;
 pub mod engine;
+pub mod hook_secrets;
 pub mod hooks;
 pub mod http;
 pub mod keys;

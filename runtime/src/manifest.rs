@@ -79,6 +79,11 @@ pub struct Manifest {
     /// read again, e.g. "5m" (the default).
     #[serde(default)]
     pub hook_secret_ttl: Option<String>,
+    /// How long hook secrets from Secrets Manager keep serving while they
+    /// cannot be read again, e.g. "1h" (the default; at least the TTL). After
+    /// that the hook fails with `secrets_unavailable` (its `on_error` decides).
+    #[serde(default)]
+    pub hook_secret_max_stale: Option<String>,
     #[serde(default)]
     pub policy: PolicyConfig,
     /// Where revocations (and, with `registry = "store"`, clients and grants)
@@ -380,6 +385,7 @@ pub enum SecretRef {
 pub struct Checked {
     pub token_lifetime: Duration,
     pub hook_secret_ttl: Duration,
+    pub hook_secret_max_stale: Duration,
     pub max_claims_size: u64,
     pub hook_limits: Vec<Limits>,
     pub store: Option<(StoreLocation, crate::store::view::ViewSettings)>,
@@ -554,6 +560,11 @@ impl Manifest {
             Some(v) => parse_duration(v).map_err(|e| self.err("hook_secret_ttl", e))?,
             None => Duration::from_secs(300),
         };
+        let hook_secret_max_stale = match &self.hook_secret_max_stale {
+            Some(v) => parse_duration(v).map_err(|e| self.err("hook_secret_max_stale", e))?,
+            None => crate::hook_secrets::DEFAULT_MAX_STALE,
+        }
+        .max(hook_secret_ttl);
         match &self.keys {
             KeysConfig::File { path, alg } => {
                 if path.trim().is_empty() {
@@ -751,6 +762,7 @@ impl Manifest {
         Ok(Checked {
             token_lifetime,
             hook_secret_ttl,
+            hook_secret_max_stale,
             max_claims_size,
             hook_limits,
             store,

@@ -89,7 +89,6 @@ pub struct Issuer {
     hooks: Vec<ChainHook>,
     keys: Arc<dyn KeySource>,
     verifier: SecretVerifier,
-    secret_store: Option<Arc<dyn SecretStore>>,
     /// The files this issuer was loaded from, as they were before loading.
     sources: SourceFiles,
 }
@@ -114,7 +113,7 @@ impl Issuer {
             &manifest,
             &checked,
             &services.engine,
-            services.secret_store.as_deref(),
+            services.secret_store.as_ref(),
         )
         .await?;
         let store = open_store(&manifest, &checked).await?;
@@ -146,7 +145,6 @@ impl Issuer {
             hooks,
             keys,
             verifier: SecretVerifier::default(),
-            secret_store: services.secret_store.clone(),
             sources: SourceFiles::default(),
         })
     }
@@ -274,9 +272,6 @@ impl Issuer {
             if !hook.matches(&client.id, &api.identifier) {
                 tracing::info!(request_id = %req.request_id, hook = hook.name(), "hook skipped: filter does not match");
                 continue;
-            }
-            if let Some(store) = &self.secret_store {
-                hook.refresh_secrets(store.as_ref()).await;
             }
             self.run_hook(hook, &frame, &mut token, &req.request_id, &rules)?;
         }

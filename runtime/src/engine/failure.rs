@@ -37,6 +37,9 @@ pub enum FailureKind {
     InvalidModule,
     /// A host resource ran out (instance pool, memory declared above the cap).
     ResourceLimit,
+    /// The hook was not run: its Secrets Manager secrets could not be read
+    /// for longer than `hook_secret_max_stale`.
+    SecretsUnavailable,
 }
 
 impl FailureKind {
@@ -56,6 +59,7 @@ impl FailureKind {
             FailureKind::DigestMismatch => "digest_mismatch",
             FailureKind::InvalidModule => "invalid_module",
             FailureKind::ResourceLimit => "resource_limit",
+            FailureKind::SecretsUnavailable => "secrets_unavailable",
         }
     }
 }

@@ -43,8 +43,14 @@ pub const EPOCH_TICK: Duration = Duration::from_millis(1);
 pub const KEEP_RESIDENT: usize = 512 << 10;
 /// A hook keeps at most this many log lines per call; further lines are counted.
 pub const MAX_LOG_LINES: usize = 32;
-/// Longer log lines are truncated to this many bytes.
+/// Log lines are logged cut to this many bytes, after the host has redacted
+/// the hook's secrets from them (`hook_secrets::Redactor::log_line`).
 pub const MAX_LOG_LINE_BYTES: usize = 1024;
+/// The engine keeps this many bytes of a log line (cut at a character
+/// boundary and marked `…`): more than is logged, so that redaction runs on
+/// more than the logged part and a secret across the 1 KiB cut is masked
+/// whole. Bounds a call's log memory to 32 × 4 KiB.
+pub const MAX_LOG_LINE_RAW_BYTES: usize = 4096;
 
 /// Engine-wide settings. Per-hook limits are in [`Limits`].
 #[derive(Clone, Debug)]
@@ -742,9 +748,17 @@ fn host_log(
     let Some(bytes) = data.get(start..end) else {
         wasmtime::bail!("tokenhook.log called with a range outside memory");
     };
-    let mut message =
-        String::from_utf8_lossy(&bytes[..bytes.len().min(MAX_LOG_LINE_BYTES)]).into_owned();
-    if bytes.len() > MAX_LOG_LINE_BYTES {
+    let mut kept = &bytes[..bytes.len().min(MAX_LOG_LINE_RAW_BYTES)];
+    if kept.len() < bytes.len()
+        && let Err(e) = std::str::from_utf8(kept)
+        && e.error_len().is_none()
+    {
+        // The cut split a character: drop its first bytes rather than end in
+        // U+FFFD, so the bytes before the cut stay comparable for redaction.
+        kept = &kept[..e.valid_up_to()];
+    }
+    let mut message = String::from_utf8_lossy(kept).into_owned();
+    if bytes.len() > MAX_LOG_LINE_RAW_BYTES {
         message.push('…');
     }
     state.logs.push(LogLine {

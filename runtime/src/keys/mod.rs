@@ -30,6 +30,19 @@ pub enum KeyError {
     Unavailable(String),
     #[error("signing failed: {0}")]
     Signing(String),
+    #[error(
+        "{what}: key id `{kid}` is used by both `{first}` and `{second}`; every key needs its own kid (without `kid`, a key's id is its thumbprint, so the same key twice collides too)"
+    )]
+    DuplicateKid {
+        what: String,
+        kid: String,
+        first: String,
+        second: String,
+    },
+    #[error(
+        "key file {path} is readable by group or others (mode {mode:o}); a signing key must be private: run `chmod 600 {path}`"
+    )]
+    Exposed { path: String, mode: u32 },
 }
 
 /// The algorithms tokens can be signed with.
@@ -234,7 +247,10 @@ fn default_alg() -> String {
 }
 
 impl StoredKeySet {
-    /// Parse every key; `what` names the store in errors.
+    /// Parse every key; `what` names the store in errors. Every key id must
+    /// be unique across `active`, `next` and `retired`: a verifier picks the
+    /// key by `kid`, so two keys with one id would make tokens of one fail
+    /// (or a retired key shadow the active one). The error names both slots.
     pub fn into_key_set(self, what: &str) -> Result<KeySet, KeyError> {
         let parse = |k: StoredKey, slot: &str| {
             let alg = parse_algorithm(&k.alg)?;
@@ -245,8 +261,28 @@ impl StoredKeySet {
         let retired = self
             .retired
             .into_iter()
-            .map(|k| parse(k, "retired").map(|k| k.jwk))
-            .collect::<Result<_, _>>()?;
+            .enumerate()
+            .map(|(i, k)| parse(k, &format!("retired[{i}]")).map(|k| k.jwk))
+            .collect::<Result<Vec<_>, _>>()?;
+        let mut slots: Vec<(String, &str)> = vec![("active".into(), active.kid.as_str())];
+        slots.extend(next.iter().map(|k| ("next".to_string(), k.kid.as_str())));
+        slots.extend(retired.iter().enumerate().map(|(i, k)| {
+            (
+                format!("retired[{i}]"),
+                k.common.key_id.as_deref().unwrap_or_default(),
+            )
+        }));
+        // Key sets hold a handful of keys: the pairwise check is cheapest.
+        for (i, (slot, kid)) in slots.iter().enumerate() {
+            if let Some((other, _)) = slots[..i].iter().find(|(_, k)| k == kid) {
+                return Err(KeyError::DuplicateKid {
+                    what: what.to_string(),
+                    kid: kid.to_string(),
+                    first: other.clone(),
+                    second: slot.clone(),
+                });
+            }
+        }
         Ok(KeySet {
             active,
             next,
@@ -332,6 +368,65 @@ mod tests {
         let a = SigningKey::from_pkcs8_pem(&pem, Algorithm::ES256, None, "t").unwrap();
         let b = SigningKey::from_pkcs8_pem(&pem, Algorithm::ES256, None, "t").unwrap();
         assert_eq!(a.kid, b.kid);
+    }
+
+    fn stored(kid: Option<&str>, pem: &str) -> StoredKey {
+        StoredKey {
+            kid: kid.map(str::to_string),
+            alg: "ES256".into(),
+            private_key_pem: pem.to_string(),
+        }
+    }
+
+    /// Two keys with one kid in a set: a verifier could pick the wrong one.
+    #[test]
+    fn key_ids_are_unique_across_the_slots() {
+        let pems: Vec<String> = (0..3)
+            .map(|_| generate_pkcs8_pem(Algorithm::ES256).unwrap())
+            .collect();
+        let cases = [
+            // The same key in two slots has the same thumbprint.
+            (
+                StoredKeySet {
+                    active: stored(None, &pems[0]),
+                    next: None,
+                    retired: vec![stored(None, &pems[1]), stored(None, &pems[0])],
+                },
+                ("active", "retired[1]"),
+            ),
+            // Different keys, one explicit kid.
+            (
+                StoredKeySet {
+                    active: stored(Some("k1"), &pems[0]),
+                    next: Some(stored(Some("k1"), &pems[1])),
+                    retired: vec![],
+                },
+                ("active", "next"),
+            ),
+            (
+                StoredKeySet {
+                    active: stored(None, &pems[0]),
+                    next: Some(stored(Some("old"), &pems[1])),
+                    retired: vec![stored(Some("x"), &pems[2]), stored(Some("old"), &pems[0])],
+                },
+                ("next", "retired[1]"),
+            ),
+        ];
+        for (set, (first, second)) in cases {
+            let err = set.into_key_set("secret `keys`").unwrap_err().to_string();
+            assert!(
+                err.contains("secret `keys`")
+                    && err.contains(&format!("both `{first}` and `{second}`")),
+                "{err}"
+            );
+            assert!(!err.contains("BEGIN"), "{err}");
+        }
+        let fine = StoredKeySet {
+            active: stored(None, &pems[0]),
+            next: Some(stored(None, &pems[1])),
+            retired: vec![stored(None, &pems[2])],
+        };
+        assert_eq!(fine.into_key_set("t").unwrap().jwks().keys.len(), 3);
     }
 
     #[test]

@@ -1,5 +1,6 @@
 //! A key set kept as JSON in a secret store (AWS Secrets Manager): fetched,
-//! parsed and cached; refreshed after a TTL; when a refresh fails the cached
+//! parsed and cached by [`crate::cached::Cached`] (the refresh policy it shares
+//! with hook secrets); refreshed after a TTL; when a refresh fails the cached
 //! set keeps serving up to a maximum staleness, then signing fails clearly.
 //!
 //! The hot path is a read lock and an `Arc` clone. A due refresh runs as a
@@ -12,50 +13,33 @@
 //! [`retry_interval`] later (at most the TTL), so an outage costs one store call
 //! per interval, not one per token.
 
-use std::sync::{Arc, RwLock};
-use std::time::{Duration, Instant};
+use std::sync::Arc;
+use std::time::Duration;
 
 use super::{KeyError, KeyFuture, KeySet, KeySource, StoredKeySet};
+use crate::cached::{Cached, Waits};
+pub use crate::cached::{MAX_RETRY_INTERVAL, retry_interval};
 use crate::secrets::SecretStore;
 
 /// Default time a fetched key set is used before it is fetched again.
 pub const DEFAULT_CACHE_TTL: Duration = Duration::from_secs(300);
 /// Default time a cached key set may keep serving while refreshes fail.
 pub const DEFAULT_MAX_STALE: Duration = Duration::from_secs(3600);
-/// Longest wait between refresh attempts after a failure.
-pub const MAX_RETRY_INTERVAL: Duration = Duration::from_secs(10);
 /// How long the request that starts a refresh waits for it before it signs
 /// with the cached set (a healthy Secrets Manager answers in tens of ms).
 pub const REFRESH_WAIT: Duration = Duration::from_millis(250);
 
-/// Time between refresh attempts after a failed one.
-pub fn retry_interval(ttl: Duration) -> Duration {
-    ttl.min(MAX_RETRY_INTERVAL)
-}
+/// Keys wait briefly for a due refresh (so a rotation shows at once when the
+/// store is healthy) and, past the maximum staleness, for the refresh itself:
+/// without a key there is nothing else to do.
+const WAITS: Waits = Waits {
+    first: REFRESH_WAIT,
+    when_too_old: true,
+};
 
 pub struct StoredSecretKeySource {
-    inner: Arc<Inner>,
-}
-
-struct Inner {
-    store: Arc<dyn SecretStore>,
     secret_id: String,
-    ttl: Duration,
-    max_stale: Duration,
-    state: RwLock<State>,
-    /// Held by the one refresh under way.
-    refresh: Arc<tokio::sync::Mutex<()>>,
-}
-
-#[derive(Clone)]
-struct State {
-    set: Arc<KeySet>,
-    /// When `set` was fetched.
-    fetched: Instant,
-    /// No refresh before this instant (TTL after a success, retry interval after a failure).
-    next_attempt: Instant,
-    /// Why the last refresh failed, if it did.
-    last_error: Option<String>,
+    cache: Cached<KeySet>,
 }
 
 impl StoredSecretKeySource {
@@ -66,144 +50,41 @@ impl StoredSecretKeySource {
         ttl: Duration,
         max_stale: Duration,
     ) -> Result<Self, KeyError> {
-        let set = fetch(store.as_ref(), secret_id).await?;
-        let now = Instant::now();
+        let set = Arc::new(fetch(store.as_ref(), secret_id).await?);
         tracing::info!(secret_id, kid = %set.active.kid, next = ?set.next.as_ref().map(|k| &k.kid), "key set loaded");
+        let id = secret_id.to_string();
+        let refetch: crate::cached::Fetch<KeySet> = Arc::new(move |previous| {
+            let (store, id) = (store.clone(), id.clone());
+            Box::pin(async move {
+                let set = fetch(store.as_ref(), &id)
+                    .await
+                    .map_err(|e| e.to_string())?;
+                if let Some(previous) = previous
+                    && set.active.kid != previous.active.kid
+                {
+                    tracing::info!(secret_id = %id, kid = %set.active.kid, previous = %previous.active.kid, "signing key rotated");
+                }
+                Ok(set)
+            })
+        });
+        let what = format!("key set from secret `{secret_id}`");
         Ok(StoredSecretKeySource {
-            inner: Arc::new(Inner {
-                store,
-                secret_id: secret_id.to_string(),
-                ttl,
-                max_stale: max_stale.max(ttl),
-                state: RwLock::new(State {
-                    set,
-                    fetched: now,
-                    next_attempt: now + ttl,
-                    last_error: None,
-                }),
-                refresh: Arc::new(tokio::sync::Mutex::new(())),
-            }),
+            secret_id: secret_id.to_string(),
+            cache: Cached::with_value(what, ttl, max_stale, refetch, set),
         })
     }
 
-    #[cfg(test)]
-    fn snapshot(&self) -> State {
-        self.inner.snapshot()
-    }
-
     async fn current(&self) -> Result<Arc<KeySet>, KeyError> {
-        let inner = &self.inner;
-        let state = inner.snapshot();
-        if Instant::now() < state.next_attempt {
-            return inner.serve(&state);
-        }
-        match inner.refresh.clone().try_lock_owned() {
-            Ok(guard) => {
-                let mut task = tokio::spawn(inner.clone().refresh(guard));
-                let joined = match tokio::time::timeout(REFRESH_WAIT, &mut task).await {
-                    Ok(joined) => joined,
-                    Err(_) => match inner.serve(&state) {
-                        Ok(set) => return Ok(set),
-                        Err(_) => task.await,
-                    },
-                };
-                joined.unwrap_or_else(|e| {
-                    Err(KeyError::Unavailable(format!(
-                        "refreshing the key set from secret `{}` failed: {e}",
-                        inner.secret_id
-                    )))
-                })
-            }
-            // A refresh is under way: use the cached set, or wait for the refresh.
-            Err(_) => match inner.serve(&state) {
-                Ok(set) => Ok(set),
-                Err(_) => {
-                    let _done = inner.refresh.lock().await;
-                    inner.serve(&inner.snapshot())
-                }
-            },
-        }
-    }
-}
-
-impl Inner {
-    fn snapshot(&self) -> State {
-        self.state.read().expect("key set lock").clone()
-    }
-
-    /// The cached set if it is not too old to serve.
-    fn serve(&self, state: &State) -> Result<Arc<KeySet>, KeyError> {
-        let age = state.fetched.elapsed();
-        if age < self.max_stale {
-            return Ok(state.set.clone());
-        }
-        Err(KeyError::Unavailable(format!(
-            "the cached key set from secret `{}` is {}s old, beyond the maximum staleness of {}s, and refreshing it failed: {}",
-            self.secret_id,
-            age.as_secs(),
-            self.max_stale.as_secs(),
-            state
-                .last_error
-                .as_deref()
-                .unwrap_or("no refresh has finished yet")
-        )))
-    }
-
-    /// Fetch the set again and cache the outcome; `_guard` makes this the only refresh.
-    async fn refresh(
-        self: Arc<Self>,
-        _guard: tokio::sync::OwnedMutexGuard<()>,
-    ) -> Result<Arc<KeySet>, KeyError> {
-        let state = self.snapshot();
-        if Instant::now() < state.next_attempt {
-            // Another refresh finished just before this one took the lock.
-            return self.serve(&state);
-        }
-        match fetch(self.store.as_ref(), &self.secret_id).await {
-            Ok(set) => {
-                if set.active.kid != state.set.active.kid {
-                    tracing::info!(secret_id = %self.secret_id, kid = %set.active.kid, previous = %state.set.active.kid, "signing key rotated");
-                }
-                let now = Instant::now();
-                *self.state.write().expect("key set lock") = State {
-                    set: set.clone(),
-                    fetched: now,
-                    next_attempt: now + self.ttl,
-                    last_error: None,
-                };
-                Ok(set)
-            }
-            Err(err) => {
-                let cause = err.to_string();
-                let failed = State {
-                    next_attempt: Instant::now() + retry_interval(self.ttl),
-                    last_error: Some(cause.clone()),
-                    ..state
-                };
-                let age = failed.fetched.elapsed();
-                let result = self.serve(&failed);
-                *self.state.write().expect("key set lock") = failed;
-                match &result {
-                    Ok(_) => tracing::warn!(
-                        secret_id = %self.secret_id, error = %cause, age_s = age.as_secs(),
-                        max_stale_s = self.max_stale.as_secs(),
-                        "key set refresh failed; serving the cached key set"
-                    ),
-                    Err(_) => tracing::error!(
-                        secret_id = %self.secret_id, error = %cause, age_s = age.as_secs(),
-                        max_stale_s = self.max_stale.as_secs(),
-                        "key set refresh failed and the cached key set is too old to serve; tokens cannot be signed"
-                    ),
-                }
-                result
-            }
-        }
+        self.cache
+            .get(WAITS)
+            .await
+            .map_err(|e| KeyError::Unavailable(e.to_string()))
     }
 }
 
 /// Read and parse the key set in `secret_id`. Errors name the secret and the
 /// cause, never key material.
-async fn fetch(store: &dyn SecretStore, secret_id: &str) -> Result<Arc<KeySet>, KeyError> {
+async fn fetch(store: &dyn SecretStore, secret_id: &str) -> Result<KeySet, KeyError> {
     let what = format!("key set secret `{secret_id}`");
     let text = store
         .get_secret_string(secret_id)
@@ -215,10 +96,10 @@ async fn fetch(store: &dyn SecretStore, secret_id: &str) -> Result<Arc<KeySet>, 
         ))
     })?;
     let set = stored.into_key_set(&what).map_err(|e| match e {
-        KeyError::BadKey { .. } => e,
+        KeyError::BadKey { .. } | KeyError::DuplicateKid { .. } => e,
         other => KeyError::Unavailable(format!("{what}: {other}")),
     })?;
-    Ok(Arc::new(set))
+    Ok(set)
 }
 
 /// Parse a stored key set; the error names the field and the problem with any
@@ -266,7 +147,7 @@ impl KeySource for StoredSecretKeySource {
     }
 
     fn describe(&self) -> String {
-        format!("secret {}", self.inner.secret_id)
+        format!("secret {}", self.secret_id)
     }
 }
 
@@ -275,6 +156,7 @@ mod tests {
     use std::collections::HashMap;
     use std::sync::Mutex as StdMutex;
     use std::sync::atomic::{AtomicUsize, Ordering};
+    use std::time::Instant;
 
     use super::*;
     use crate::keys::{StoredKey, generate_pkcs8_pem};
@@ -533,7 +415,7 @@ mod tests {
         );
         tokio::time::sleep(Duration::from_millis(1100)).await;
         assert_ne!(
-            source.snapshot().set.active.kid,
+            source.cache.last_value().active.kid,
             old,
             "the refresh finished in the background"
         );
@@ -571,6 +453,6 @@ mod tests {
         *store.down.lock().unwrap() = false;
         tokio::time::sleep(retry_interval(ttl)).await;
         source.key_set().await.unwrap();
-        assert!(source.snapshot().last_error.is_none(), "recovered");
+        assert!(source.cache.last_error().is_none(), "recovered");
     }
 }
