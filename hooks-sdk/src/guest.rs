@@ -90,6 +90,21 @@ fn install_panic_logger() {
     }));
 }
 
+/// The event parts `export_hook!(..., reads = [...])` accepts: a misspelt
+/// part is a compile error rather than a part that silently stays empty.
+#[doc(hidden)]
+#[allow(non_upper_case_globals)]
+pub mod parts {
+    pub const client: () = ();
+    pub const api: () = ();
+    pub const requested_scopes: () = ();
+    pub const granted_scopes: () = ();
+    pub const context: () = ();
+    pub const token: () = ();
+    pub const config: () = ();
+    pub const secrets: () = ();
+}
+
 /// Turn a function `fn(&Event) -> Result<Decision, HookError>` into a hook
 /// module: exports the contract-v1 marker, `tokenhook_alloc` and
 /// `tokenhook_run`. Only on wasm; a native build (unit tests) exports nothing.
@@ -100,8 +115,32 @@ fn install_panic_logger() {
 /// fn my_hook(event: &Event) -> Result<Decision, HookError> { Ok(Decision::new()) }
 /// export_hook!(my_hook);
 /// ```
+///
+/// Optionally, name the parts of the event the hook reads (any of `client`,
+/// `api`, `requested_scopes`, `granted_scopes`, `context`, `token`, `config`,
+/// `secrets`): the host then sends only those, which is less for the hook to
+/// parse on every call. A part not named arrives empty (its default), so name
+/// every part the hook reads, including through helpers such as
+/// [`Event::config_as`](crate::wire::Event) (`config`) and `Event::secret`
+/// (`secrets`). Native tests get the whole event either way.
+///
+/// ```ignore
+/// export_hook!(my_hook, reads = [client, token, config]);
+/// ```
 #[macro_export]
 macro_rules! export_hook {
+    ($hook:path, reads = [$($part:ident),+ $(,)?]) => {
+        $crate::export_hook!($hook);
+        const _: () = {
+            $(let _: () = $crate::guest::parts::$part;)+
+        };
+        #[cfg(target_arch = "wasm32")]
+        const _: () = {
+            // The declaration is the export's name (see wire::READS_EXPORT_PREFIX).
+            #[unsafe(export_name = concat!("tokenhook_reads=", $(stringify!($part), ",",)+))]
+            pub extern "C" fn tokenhook_reads() {}
+        };
+    };
     ($hook:path) => {
         #[cfg(target_arch = "wasm32")]
         const _: () = {

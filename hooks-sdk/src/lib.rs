@@ -45,7 +45,8 @@ pub use wire::*;
 impl Event {
     /// This hook's configuration, deserialized into the hook's own type.
     pub fn config_as<T: serde::de::DeserializeOwned>(&self) -> Result<T, HookError> {
-        serde_json::from_value(self.config.clone())
+        // From the borrowed value: no copy of the config tree first.
+        T::deserialize(&self.config)
             .map_err(|e| HookError::new(format!("invalid hook config: {e}")))
     }
 

@@ -28,6 +28,24 @@ pub const MEMORY_EXPORT: &str = "memory";
 pub const HOST_MODULE: &str = "tokenhook";
 /// `tokenhook.log(level: i32, ptr: i32, len: i32)`: append one UTF-8 log line.
 pub const LOG_IMPORT: &str = "log";
+/// Optional export naming the parts of the event a hook reads:
+/// `tokenhook_reads=<part>,<part>,...` (a function, never called; a trailing
+/// comma is allowed). The host then sends only those parts (plus `version`,
+/// `trigger` and `request_id`); the others take their defaults in the hook.
+/// Without it a hook gets the whole event.
+pub const READS_EXPORT_PREFIX: &str = "tokenhook_reads=";
+/// The parts of the event a `tokenhook_reads=` export may name, in the order
+/// the host writes them.
+pub const EVENT_PARTS: [&str; 8] = [
+    "client",
+    "api",
+    "requested_scopes",
+    "granted_scopes",
+    "context",
+    "token",
+    "config",
+    "secrets",
+];
 
 /// What a hook sees: one token request, as the previous hooks left the token.
 /// Missing fields deserialize to their defaults.

@@ -6,9 +6,9 @@ use std::sync::Arc;
 
 use serde_json::Value;
 
-use tokenhook_sdk::wire::{Event, LogLevel, Secrets, TokenState};
+use tokenhook_sdk::wire::{EVENT_PARTS, Event, LogLevel, READS_EXPORT_PREFIX, Secrets, TokenState};
 
-use crate::engine::{HookCall, HookEngine, HookFailure, HookModule};
+use crate::engine::{FailureKind, HookCall, HookEngine, HookFailure, HookModule};
 use crate::hook_secrets::{self, HookSecrets};
 use crate::manifest::{HookConfig, Manifest, ManifestError, SecretRef};
 use crate::secrets::SecretStore;
@@ -31,6 +31,8 @@ pub struct ChainHook {
     pub runner: Box<dyn HookRunner>,
     /// `config.config` serialized once at load (`null` if none).
     config_json: Vec<u8>,
+    /// The parts of the event this hook's module declares it reads.
+    pub reads: EventParts,
     /// Its secrets, refreshed in the background (`hook_secrets`).
     secrets: HookSecrets,
 }
@@ -56,7 +58,7 @@ impl ChainHook {
         };
         // The buffer holds this hook's secrets: it is dropped after the call,
         // so the next hook never sees them.
-        let json = frame.event_json(token, &self.config_json, &secrets.values);
+        let json = frame.event_json(self.reads, token, &self.config_json, &secrets.values);
         let mut call = self.runner.call(&json);
         // Redacted with the values this call was given, before anything reads it.
         secrets.redactor.redact_call(&mut call);
@@ -71,53 +73,151 @@ impl ChainHook {
     }
 }
 
+/// Which parts of the event a hook gets: all of them, unless its module
+/// declares what it reads with a `tokenhook_reads=` export (see
+/// `docs/hook-abi.md`). Bit `i` stands for [`EVENT_PARTS`]`[i]`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct EventParts(u16);
+
+impl EventParts {
+    pub const ALL: EventParts = EventParts(u16::MAX);
+
+    /// The parts a module's exports declare; [`EventParts::ALL`] without a
+    /// declaration. An unknown part or a second declaration is an error: a
+    /// hook must not silently get less than it expects.
+    pub fn declared<'a>(exports: impl Iterator<Item = &'a str>) -> Result<EventParts, String> {
+        let mut declared: Option<EventParts> = None;
+        for list in exports.filter_map(|name| name.strip_prefix(READS_EXPORT_PREFIX)) {
+            if declared.is_some() {
+                return Err(format!("more than one `{READS_EXPORT_PREFIX}` export"));
+            }
+            let mut bits = 0u16;
+            for part in list.split(',').filter(|p| !p.is_empty()) {
+                let i = EVENT_PARTS.iter().position(|p| *p == part).ok_or_else(|| {
+                    format!(
+                        "`{READS_EXPORT_PREFIX}` names `{part}`, which is not one of {}",
+                        EVENT_PARTS.join(", ")
+                    )
+                })?;
+                bits |= 1 << i;
+            }
+            declared = Some(EventParts(bits));
+        }
+        Ok(declared.unwrap_or(EventParts::ALL))
+    }
+
+    fn has(self, part: &str) -> bool {
+        EVENT_PARTS
+            .iter()
+            .position(|p| *p == part)
+            .is_some_and(|i| self.0 & (1 << i) != 0)
+    }
+
+    /// The declared part names (all of them for [`EventParts::ALL`]).
+    pub fn names(self) -> impl Iterator<Item = &'static str> {
+        EVENT_PARTS.into_iter().filter(move |p| self.has(p))
+    }
+}
+
 /// One request's event, serialized once and completed per hook.
 ///
 /// Between the hooks of a request only the token, the hook's config and its
 /// secrets change. The rest (client, API, scopes, context: most of the
-/// bytes) is serialized once into `head`; each call appends the three
-/// changing fields. The result is byte for byte what serializing the whole
-/// [`Event`] gives (the SDK declares those three fields last).
+/// bytes) is serialized once, one segment per part; each call copies the
+/// segments of the parts the hook reads and appends the three that change.
+/// With every part, the result is byte for byte what serializing the whole
+/// [`Event`] gives (the SDK declares `token`, `config`, `secrets` last).
 pub struct EventFrame {
-    /// The event without its last three fields and closing brace.
-    head: Vec<u8>,
+    /// `{"version":…,"trigger":…,"request_id":…` then, per request-wide
+    /// part, `,"name":value`.
+    bytes: Vec<u8>,
+    /// End of the always-sent members in `bytes`.
+    always: usize,
+    /// Per request-wide part (in [`EVENT_PARTS`] order), its segment.
+    parts: Vec<(&'static str, std::ops::Range<usize>)>,
 }
-
-/// How a serialized [`Event`] ends when `token`, `config` and `secrets` are
-/// at their defaults: what [`EventFrame::new`] cuts off.
-const DEFAULT_TAIL: &[u8] = br#","token":{"scopes":[],"claims":{}},"config":null,"secrets":{}}"#;
 
 impl EventFrame {
     /// Serialize `event`'s request-wide fields; its `token`, `config` and
     /// `secrets` are ignored (each call supplies its own).
     pub fn new(event: Event) -> EventFrame {
-        let bare = Event {
-            token: TokenState::default(),
-            config: Value::Null,
-            secrets: Secrets::default(),
-            ..event
+        let mut bytes = Vec::with_capacity(1024);
+        bytes.push(b'{');
+        member(&mut bytes, "version", &event.version, false);
+        member(&mut bytes, "trigger", &event.trigger, true);
+        member(&mut bytes, "request_id", &event.request_id, true);
+        let always = bytes.len();
+        let mut parts = Vec::with_capacity(5);
+        let mut part = |name: &'static str, value: &dyn ErasedField| {
+            let start = bytes.len();
+            bytes.extend_from_slice(b",\"");
+            bytes.extend_from_slice(name.as_bytes());
+            bytes.extend_from_slice(b"\":");
+            value.write(&mut bytes);
+            parts.push((name, start..bytes.len()));
         };
-        let mut head = serde_json::to_vec(&bare).expect("events serialize");
-        assert!(
-            head.ends_with(DEFAULT_TAIL),
-            "the SDK's Event no longer ends with token, config, secrets"
-        );
-        head.truncate(head.len() - DEFAULT_TAIL.len());
-        EventFrame { head }
+        part("client", &event.client);
+        part("api", &event.api);
+        part("requested_scopes", &event.requested_scopes);
+        part("granted_scopes", &event.granted_scopes);
+        part("context", &event.context);
+        EventFrame {
+            bytes,
+            always,
+            parts,
+        }
     }
 
-    /// The whole event for one hook. `config_json` must be valid JSON.
-    pub fn event_json(&self, token: &TokenState, config_json: &[u8], secrets: &Secrets) -> Vec<u8> {
-        let mut out = Vec::with_capacity(self.head.len() + config_json.len() + 256);
-        out.extend_from_slice(&self.head);
-        out.extend_from_slice(br#","token":"#);
-        serde_json::to_writer(&mut out, token).expect("tokens serialize");
-        out.extend_from_slice(br#","config":"#);
-        out.extend_from_slice(config_json);
-        out.extend_from_slice(br#","secrets":"#);
-        serde_json::to_writer(&mut out, secrets).expect("secrets serialize");
+    /// The event for one hook: the parts it reads, with `token`,
+    /// `config_json` (valid JSON) and `secrets`.
+    pub fn event_json(
+        &self,
+        reads: EventParts,
+        token: &TokenState,
+        config_json: &[u8],
+        secrets: &Secrets,
+    ) -> Vec<u8> {
+        let mut out = Vec::with_capacity(self.bytes.len() + config_json.len() + 256);
+        out.extend_from_slice(&self.bytes[..self.always]);
+        for (name, range) in &self.parts {
+            if reads.has(name) {
+                out.extend_from_slice(&self.bytes[range.clone()]);
+            }
+        }
+        if reads.has("token") {
+            member(&mut out, "token", token, true);
+        }
+        if reads.has("config") {
+            out.extend_from_slice(br#","config":"#);
+            out.extend_from_slice(config_json);
+        }
+        if reads.has("secrets") {
+            member(&mut out, "secrets", secrets, true);
+        }
         out.push(b'}');
         out
+    }
+}
+
+/// Append `"name":value`, after a comma if `comma`.
+fn member(out: &mut Vec<u8>, name: &str, value: &impl serde::Serialize, comma: bool) {
+    if comma {
+        out.push(b',');
+    }
+    out.push(b'"');
+    out.extend_from_slice(name.as_bytes());
+    out.extend_from_slice(b"\":");
+    serde_json::to_writer(&mut *out, value).expect("event parts serialize");
+}
+
+/// A serializable value behind `dyn` (serde's trait is not object safe).
+trait ErasedField {
+    fn write(&self, out: &mut Vec<u8>);
+}
+
+impl<T: serde::Serialize> ErasedField for T {
+    fn write(&self, out: &mut Vec<u8>) {
+        serde_json::to_writer(out, self).expect("event parts serialize");
     }
 }
 
@@ -149,6 +249,10 @@ pub async fn load_chain(
         .await
         .map_err(|e| err("module", format!("loading panicked: {e}")))?
         .map_err(|f: HookFailure| err("module", format!("{} refused: {f}", path.display())))?;
+        let reads = EventParts::declared(module.export_names()).map_err(|e| {
+            let failure = HookFailure::new(FailureKind::ContractMismatch, e);
+            err("module", format!("{} refused: {failure}", path.display()))
+        })?;
         let mut values = Secrets::default();
         for (name, source) in &config.secrets {
             let value = resolve_secret(manifest, source, store.map(|s| s.as_ref()))
@@ -182,6 +286,7 @@ pub async fn load_chain(
         chain.push(ChainHook {
             config: config.clone(),
             config_json,
+            reads,
             runner: Box::new(module),
             secrets,
         });
@@ -249,7 +354,7 @@ mod tests {
         let config = json!({"namespace": "https://example.com/", "n": [1, {"x": true}]});
         let config_json = serde_json::to_vec(&config).unwrap();
         event.config = config;
-        let bytes = frame.event_json(&event.token, &config_json, &event.secrets);
+        let bytes = frame.event_json(EventParts::ALL, &event.token, &config_json, &event.secrets);
         assert_eq!(
             String::from_utf8(bytes).unwrap(),
             serde_json::to_string(&event).unwrap()
@@ -259,7 +364,77 @@ mod tests {
         event.config = Value::Null;
         event.secrets = Secrets::default();
         event.token = TokenState::default();
-        let bytes = frame.event_json(&event.token, b"null", &event.secrets);
+        let bytes = frame.event_json(EventParts::ALL, &event.token, b"null", &event.secrets);
         assert_eq!(bytes, serde_json::to_vec(&event).unwrap());
+    }
+
+    /// A hook that declares what it reads gets those parts (and version,
+    /// trigger, request id); the rest read as defaults.
+    #[test]
+    fn declared_parts_only() {
+        let event = EventBuilder::new()
+            .client_metadata("tenant", "acme")
+            .scopes(["read:orders"])
+            .ip("203.0.113.42")
+            .build();
+        let frame = EventFrame::new(event.clone());
+        let reads = EventParts::declared(
+            [
+                "memory",
+                "tokenhook_reads=client,token,config,",
+                "tokenhook_run",
+            ]
+            .into_iter(),
+        )
+        .unwrap();
+        assert_eq!(
+            reads.names().collect::<Vec<_>>(),
+            ["client", "token", "config"]
+        );
+        let config = serde_json::json!({"namespace": "https://x/"});
+        let bytes = frame.event_json(
+            reads,
+            &event.token,
+            &serde_json::to_vec(&config).unwrap(),
+            &event.secrets,
+        );
+        let seen: Value = serde_json::from_slice(&bytes).unwrap();
+        let keys: Vec<&str> = seen
+            .as_object()
+            .unwrap()
+            .keys()
+            .map(String::as_str)
+            .collect();
+        assert_eq!(
+            keys,
+            [
+                "client",
+                "config",
+                "request_id",
+                "token",
+                "trigger",
+                "version"
+            ]
+        );
+        let parsed: Event = serde_json::from_slice(&bytes).unwrap();
+        assert_eq!(parsed.client, event.client);
+        assert_eq!(parsed.token, event.token);
+        assert_eq!(parsed.config, config);
+        assert_eq!(parsed.context, Default::default());
+        assert!(parsed.api.scopes.is_empty());
+    }
+
+    #[test]
+    fn reads_declarations_are_checked() {
+        let declared = |names: &[&'static str]| EventParts::declared(names.iter().copied());
+        assert_eq!(declared(&["memory", "tokenhook_run"]), Ok(EventParts::ALL));
+        assert_eq!(
+            declared(&["tokenhook_reads="]).unwrap().names().count(),
+            0,
+            "an empty list declares nothing is read"
+        );
+        let err = declared(&["tokenhook_reads=client,tokn"]).unwrap_err();
+        assert!(err.contains("`tokn`"), "{err}");
+        assert!(declared(&["tokenhook_reads=client", "tokenhook_reads=api"]).is_err());
     }
 }

@@ -114,7 +114,7 @@ pub fn deny_list(event: &Event) -> Result<Decision, HookError> {
     Ok(decision)
 }
 
-export_hook!(deny_list);
+export_hook!(deny_list, reads = [client, context, config]);
 
 #[cfg(test)]
 mod tests {

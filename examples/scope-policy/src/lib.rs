@@ -82,7 +82,10 @@ pub fn scope_policy(event: &Event) -> Result<Decision, HookError> {
     Ok(decision)
 }
 
-export_hook!(scope_policy);
+export_hook!(
+    scope_policy,
+    reads = [client, api, granted_scopes, token, config]
+);
 
 #[cfg(test)]
 mod tests {

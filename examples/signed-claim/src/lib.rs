@@ -50,7 +50,7 @@ pub fn signed_claim(event: &Event) -> Result<Decision, HookError> {
     Ok(decision)
 }
 
-export_hook!(signed_claim);
+export_hook!(signed_claim, reads = [client, api, config, secrets]);
 
 #[cfg(test)]
 mod tests {

@@ -36,7 +36,7 @@ pub fn tenant_claims(event: &Event) -> Result<Decision, HookError> {
     Ok(decision)
 }
 
-export_hook!(tenant_claims);
+export_hook!(tenant_claims, reads = [client, token, config]);
 
 #[cfg(test)]
 mod tests {

@@ -497,6 +497,12 @@ impl HookModule {
         }
     }
 
+    /// The module's export names, for optional declarations such as
+    /// `tokenhook_reads=` ([`tokenhook_sdk::wire::READS_EXPORT_PREFIX`]).
+    pub fn export_names(&self) -> impl Iterator<Item = &str> {
+        self.pre.module().exports().map(|export| export.name())
+    }
+
     /// Create (and drop) a fresh instance without calling the hook: the fixed
     /// cost of every call, for benchmarks and readiness checks.
     pub fn instantiate_only(&self) -> Result<(), HookFailure> {
