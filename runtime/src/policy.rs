@@ -348,6 +348,121 @@ mod tests {
         assert_eq!(changes.claims_removed, s(&["https://x/0", "https://x/1"]));
     }
 
+    mod properties {
+        use super::*;
+        use proptest::prelude::*;
+
+        const API: &[&str] = &["read:a", "write:a", "admin:a", "read:b"];
+        const GRANTED: &[&str] = &["read:a", "write:a", "admin:a"];
+        /// Scopes hooks try: the API's and some it does not define.
+        const SCOPES: &[&str] = &[
+            "read:a", "write:a", "admin:a", "read:b", "read:zz", "delete:a",
+        ];
+        /// Claim names hooks try: reserved, outside the namespaces, outside
+        /// the capabilities, and allowed ones.
+        const CLAIMS: &[&str] = &[
+            "sub",
+            "scope",
+            "iss",
+            "client_id",
+            "jti",
+            "tenant",
+            "https://y/t",
+            "https://x/",
+            "https://x/a",
+            "https://x/b",
+            "https://x/c",
+            "urn:x",
+        ];
+
+        fn command() -> impl Strategy<Value = Command> {
+            prop_oneof![
+                4 => proptest::sample::select(SCOPES).prop_map(|s| Command::AddScope(s.into())),
+                4 => proptest::sample::select(SCOPES).prop_map(|s| Command::RemoveScope(s.into())),
+                4 => (proptest::sample::select(CLAIMS), 0..1000u32).prop_map(|(n, v)| {
+                    Command::SetClaim {
+                        name: n.into(),
+                        value: json!(v),
+                    }
+                }),
+                4 => proptest::sample::select(CLAIMS).prop_map(|n| Command::RemoveClaim(n.into())),
+                1 => Just(Command::Deny(Deny {
+                    error: Default::default(),
+                    description: "no".into(),
+                })),
+            ]
+        }
+
+        proptest! {
+            /// Whatever sequence of hooks and commands: the token never gets
+            /// a reserved claim, a claim outside the namespaces or the hook's
+            /// capabilities, a scope outside the API, the grant or the
+            /// capabilities, or more claims than the policy allows; a deny
+            /// anywhere in an output wins; a refused output changes nothing.
+            #[test]
+            fn no_sequence_of_commands_escapes_the_policy(
+                hooks in proptest::collection::vec(proptest::collection::vec(command(), 0..12), 1..6),
+                within_grant in any::<bool>(),
+            ) {
+                let (api, granted, ns) = (s(API), s(GRANTED), s(&["https://", "urn:"]));
+                let mut rules = rules(&api, &granted, &ns);
+                rules.added_scopes_within_grant = within_grant;
+                rules.max_claims_size = 64;
+                let caps = caps();
+                let start = s(&["read:a"]);
+                let mut token = TokenState { scopes: start.clone(), claims: Map::new() };
+                for commands in hooks {
+                    let denies = commands.iter().any(|c| matches!(c, Command::Deny(_)));
+                    match apply(&token, commands, &caps, &rules) {
+                        Ok(Applied::Denied(_)) => prop_assert!(denies),
+                        Ok(Applied::Changed(next, _)) => {
+                            prop_assert!(!denies, "a deny must win");
+                            token = next;
+                        }
+                        Err(_) => prop_assert!(!denies, "a deny must win"),
+                    }
+                    for name in token.claims.keys() {
+                        prop_assert!(!RESERVED_CLAIMS.contains(&name.as_str()), "{name}");
+                        prop_assert!(name.starts_with("https://x/"), "{name}");
+                    }
+                    prop_assert!(token.claims.len() <= rules.max_claims);
+                    prop_assert!(serde_json::to_vec(&token.claims).unwrap().len() as u64 <= rules.max_claims_size);
+                    for scope in &token.scopes {
+                        if !start.contains(scope) {
+                            prop_assert!(api.contains(scope), "{scope} outside the API");
+                            prop_assert!(scope_allowed(&caps, scope), "{scope} outside the capabilities");
+                            if within_grant {
+                                prop_assert!(granted.contains(scope), "{scope} outside the grant");
+                            }
+                        }
+                    }
+                    let mut unique = token.scopes.clone();
+                    unique.sort();
+                    unique.dedup();
+                    prop_assert_eq!(unique.len(), token.scopes.len(), "no duplicate scopes");
+                }
+            }
+
+            /// A hook without capabilities may only deny: any other command
+            /// fails it, and the token is unchanged.
+            #[test]
+            fn no_capabilities_no_changes(commands in proptest::collection::vec(command(), 1..12)) {
+                let (api, granted, ns) = (s(API), s(GRANTED), s(&["https://"]));
+                let token = TokenState { scopes: s(&["read:a"]), claims: Map::new() };
+                let none = Capabilities { claims: vec![], scopes: vec![] };
+                let denies = commands.iter().any(|c| matches!(c, Command::Deny(_)));
+                match apply(&token, commands, &none, &rules(&api, &granted, &ns)) {
+                    Ok(Applied::Denied(_)) => prop_assert!(denies),
+                    Ok(Applied::Changed(next, _)) => {
+                        prop_assert_eq!(next.scopes, token.scopes);
+                        prop_assert!(next.claims.is_empty());
+                    }
+                    Err(_) => {}
+                }
+            }
+        }
+    }
+
     #[test]
     fn deny_wins() {
         let out = run(vec![Command::Deny(Deny {
