@@ -14,41 +14,14 @@
 //! (`TOKENHOOK_LOAD_SECONDS`, default 10; `TOKENHOOK_LOAD_CONNECTIONS`, default 8;
 //! `TOKENHOOK_BIN` for a prebuilt release binary). Needs wrk and taskset.
 
-use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
+use std::process::Command;
 
 use tokenhook::store::{Change, FeedEntry, Store};
-use tokenhook_tests::wrk::{FormPost, WrkReport, pinned_pair, run};
-use tokenhook_tests::{CLIENT_SECRET, ChildGroup, client_secret_hash, workspace_root};
-
-fn env_or<T: std::str::FromStr>(name: &str, default: T) -> T {
-    std::env::var(name)
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(default)
-}
-
-fn server_bin() -> PathBuf {
-    if let Some(bin) = std::env::var_os("TOKENHOOK_BIN") {
-        return bin.into();
-    }
-    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
-    let status = Command::new(cargo)
-        .args([
-            "build",
-            "--release",
-            "-p",
-            "tokenhook",
-            "--bin",
-            "tokenhook",
-        ])
-        .current_dir(workspace_root())
-        .status()
-        .expect("run cargo build --release");
-    assert!(status.success(), "building the release binary failed");
-    workspace_root().join("target/release/tokenhook")
-}
+use tokenhook_tests::wrk::{
+    FormPost, WrkReport, env_or, pinned_pair, release_bin, run, serve_pinned,
+};
+use tokenhook_tests::{CLIENT_SECRET, ChildGroup, client_secret_hash};
 
 const API: &str = "https://api.test";
 
@@ -75,27 +48,8 @@ fn manifest(dir: &Path, store: &str, clients: bool) -> PathBuf {
 
 /// Start the server pinned to `cpu`; its address.
 fn serve(bin: &Path, manifest: &Path, cpu: usize) -> (ChildGroup, String) {
-    let mut command = Command::new("taskset");
-    command
-        .args(["-c", &cpu.to_string()])
-        .arg(bin)
-        .args(["serve", "--listen", "127.0.0.1:0", "--manifest"])
-        .arg(manifest)
-        .env("RUST_LOG", "warn")
-        .stdout(Stdio::piped())
-        .stderr(Stdio::inherit());
-    let mut child = ChildGroup::spawn(&mut command);
-    let mut banner = String::new();
-    BufReader::new(child.0.stdout.as_mut().unwrap())
-        .read_line(&mut banner)
-        .unwrap();
-    let addr = banner
-        .split("http://")
-        .nth(1)
-        .and_then(|rest| rest.split_whitespace().next())
-        .expect("server did not start")
-        .to_string();
-    (child, addr)
+    let log = manifest.with_file_name("server.log");
+    serve_pinned(bin, manifest, cpu, &log, "warn")
 }
 
 fn cli(bin: &Path, manifest: &Path, args: &[&str]) -> serde_json::Value {
@@ -139,7 +93,7 @@ fn print(name: &str, r: &WrkReport) {
 }
 
 fn main() {
-    let bin = server_bin();
+    let bin = release_bin();
     let cpus = pinned_pair();
     println!("server on CPU {}, wrk on CPU {}", cpus.0, cpus.1);
 

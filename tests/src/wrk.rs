@@ -1,9 +1,83 @@
-//! Load runs with wrk for the end-to-end benchmarks: a bounded run against
-//! one URL with a fixed request, pinned to one CPU, and the figures read back
-//! from wrk's report.
+//! Load runs for the end-to-end benchmarks: the release server as its own
+//! process pinned to one CPU, wrk pinned to another for a bounded run with a
+//! fixed request, and the figures read back from wrk's report.
 
-use std::path::Path;
-use std::process::Command;
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+
+use crate::{ChildGroup, workspace_root};
+
+/// A number from the environment, or `default`.
+pub fn env_or<T: std::str::FromStr>(name: &str, default: T) -> T {
+    std::env::var(name)
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
+}
+
+/// The release server binary: `TOKENHOOK_BIN`, else built here with
+/// `cargo build --release`.
+pub fn release_bin() -> PathBuf {
+    if let Some(bin) = std::env::var_os("TOKENHOOK_BIN") {
+        return bin.into();
+    }
+    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+    let status = Command::new(cargo)
+        .args([
+            "build",
+            "--release",
+            "-p",
+            "tokenhook",
+            "--bin",
+            "tokenhook",
+        ])
+        .current_dir(workspace_root())
+        .status()
+        .expect("run cargo build --release");
+    assert!(status.success(), "building the release binary failed");
+    std::env::var_os("CARGO_TARGET_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| workspace_root().join("target"))
+        .join("release/tokenhook")
+}
+
+/// `tokenhook serve` on `manifest`, pinned to `cpu`, its log in `log` (with
+/// `RUST_LOG=rust_log`). Returns the process and its address.
+pub fn serve_pinned(
+    bin: &Path,
+    manifest: &Path,
+    cpu: usize,
+    log: &Path,
+    rust_log: &str,
+) -> (ChildGroup, String) {
+    let mut command = Command::new("taskset");
+    command
+        .args(["-c", &cpu.to_string()])
+        .arg(bin)
+        .args(["serve", "--listen", "127.0.0.1:0", "--manifest"])
+        .arg(manifest)
+        .env("RUST_LOG", rust_log)
+        .stdout(Stdio::piped())
+        .stderr(std::fs::File::create(log).expect("server log"));
+    let mut server = ChildGroup::spawn(&mut command);
+    let mut banner = String::new();
+    BufReader::new(server.0.stdout.as_mut().expect("stdout"))
+        .read_line(&mut banner)
+        .expect("banner");
+    let addr = banner
+        .split("http://")
+        .nth(1)
+        .and_then(|rest| rest.split_whitespace().next())
+        .unwrap_or_else(|| {
+            panic!(
+                "server did not start: {}",
+                std::fs::read_to_string(log).unwrap_or_default()
+            )
+        })
+        .to_string();
+    (server, addr)
+}
 
 /// What one wrk run measured.
 #[derive(Clone, Debug)]
