@@ -58,6 +58,16 @@ impl Waits {
     };
 }
 
+/// What a cache logs when a refresh fails (messages are what log queries
+/// match, so each kind of cached value keeps its own).
+#[derive(Clone, Copy, Debug)]
+pub struct Messages {
+    /// Warning: the refresh failed, the cached value still serves.
+    pub serving_stale: &'static str,
+    /// Error: the refresh failed and the cached value is too old to serve.
+    pub too_old: &'static str,
+}
+
 /// The cached value was too old to use.
 #[derive(Clone, Debug, thiserror::Error)]
 #[error(
@@ -85,6 +95,7 @@ impl<T> Clone for Cached<T> {
 struct Inner<T> {
     /// What is cached, for logs and errors (e.g. "key set from secret `k`").
     what: String,
+    messages: Messages,
     ttl: Duration,
     max_stale: Duration,
     fetch: Fetch<T>,
@@ -119,17 +130,21 @@ impl<T: Send + Sync + 'static> Cached<T> {
     /// `max_stale` is raised to `ttl` if lower.
     pub async fn open(
         what: impl Into<String>,
+        messages: Messages,
         ttl: Duration,
         max_stale: Duration,
         fetch: Fetch<T>,
     ) -> Result<Self, String> {
         let value = Arc::new(fetch(None).await?);
-        Ok(Cached::with_value(what, ttl, max_stale, fetch, value))
+        Ok(Cached::with_value(
+            what, messages, ttl, max_stale, fetch, value,
+        ))
     }
 
     /// Cache `value`, just read, without reading it again.
     pub fn with_value(
         what: impl Into<String>,
+        messages: Messages,
         ttl: Duration,
         max_stale: Duration,
         fetch: Fetch<T>,
@@ -139,6 +154,7 @@ impl<T: Send + Sync + 'static> Cached<T> {
         Cached {
             inner: Arc::new(Inner {
                 what: what.into(),
+                messages,
                 ttl,
                 max_stale: max_stale.max(ttl),
                 fetch,
@@ -278,11 +294,11 @@ impl<T: Send + Sync + 'static> Inner<T> {
                 match &result {
                     Ok(_) => tracing::warn!(
                         what = %what, error = %cause, age_s, max_stale_s,
-                        "refresh failed; serving the cached value"
+                        "{}", self.messages.serving_stale
                     ),
                     Err(_) => tracing::error!(
                         what = %what, error = %cause, age_s, max_stale_s,
-                        "refresh failed and the cached value is too old to serve; failing closed"
+                        "{}", self.messages.too_old
                     ),
                 }
                 result
@@ -324,6 +340,11 @@ mod tests {
         })
     }
 
+    const TEST: Messages = Messages {
+        serving_stale: "stale",
+        too_old: "too old",
+    };
+
     /// Let the spawned refresh run (the clock is paused: no time passes).
     async fn settle() {
         for _ in 0..10 {
@@ -335,7 +356,7 @@ mod tests {
     async fn refreshes_in_the_background_and_fails_closed_after_max_stale() {
         let slot = Slot::new(1);
         let ttl = Duration::from_secs(60);
-        let cached = Cached::open("n", ttl, Duration::from_secs(600), fetch(&slot))
+        let cached = Cached::open("n", TEST, ttl, Duration::from_secs(600), fetch(&slot))
             .await
             .unwrap();
         *slot.answer.lock().unwrap() = Ok(2);
@@ -379,7 +400,9 @@ mod tests {
     async fn waiting_when_too_old_gets_the_refresh_outcome() {
         let slot = Slot::new(1);
         let ttl = Duration::from_secs(1);
-        let cached = Cached::open("n", ttl, ttl, fetch(&slot)).await.unwrap();
+        let cached = Cached::open("n", TEST, ttl, ttl, fetch(&slot))
+            .await
+            .unwrap();
         tokio::time::advance(Duration::from_secs(5)).await;
         *slot.answer.lock().unwrap() = Ok(7);
         let waits = Waits {

@@ -21,7 +21,7 @@ use std::time::Duration;
 
 use tokenhook_sdk::wire::{Command, Secrets};
 
-use crate::cached::{Cached, Fetch};
+use crate::cached::{Cached, Fetch, Messages};
 use crate::engine::{FailureKind, HookCall, HookFailure, MAX_LOG_LINE_BYTES, Usage};
 use crate::secrets::SecretStore;
 
@@ -40,6 +40,11 @@ pub struct Snapshot {
     pub values: Secrets,
     pub redactor: Redactor,
 }
+
+const MESSAGES: Messages = Messages {
+    serving_stale: "hook secret refresh failed; keeping the cached values",
+    too_old: "hook secret refresh failed and the cached values are too old to use; the hook will not run",
+};
 
 /// A hook's secrets: fixed, or cached with a background refresh.
 pub struct HookSecrets {
@@ -98,7 +103,9 @@ impl HookSecrets {
         });
         let what = format!("secrets of hook `{hook}`");
         HookSecrets {
-            source: Source::Cached(Cached::with_value(what, ttl, max_stale, fetch, first)),
+            source: Source::Cached(Cached::with_value(
+                what, MESSAGES, ttl, max_stale, fetch, first,
+            )),
         }
     }
 

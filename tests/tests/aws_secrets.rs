@@ -432,7 +432,10 @@ async fn keys_and_hook_secrets_from_secrets_manager_rotate_and_survive_an_outage
         keys_only_log.lock().unwrap()
     );
     assert_eq!(stale[0]["level"], "WARN");
-    assert_eq!(stale[0]["fields"]["secret_id"], "tokenhook/keyset");
+    assert_eq!(
+        stale[0]["fields"]["what"],
+        "key set from secret `tokenhook/keyset`"
+    );
     assert!(
         stale[0]["fields"]["error"]
             .as_str()
@@ -464,5 +467,77 @@ async fn keys_and_hook_secrets_from_secrets_manager_rotate_and_survive_an_outage
     assert!(
         !log.contains("PRIVATE KEY") && !log.contains("k3y"),
         "no key material or secret values in logs"
+    );
+}
+
+/// The key set secret replaced by something that is not a usable key set
+/// (not JSON, no `active`, one kid twice): each refresh is refused with the
+/// cause logged, the known-good set keeps signing and stays published, and a
+/// valid set put afterwards takes over. Documented in docs/deploy.md.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_malformed_or_partial_key_set_keeps_the_known_good_one_serving() {
+    let moto = Moto::start();
+    let (a, kid_a) = new_key();
+    let (b, kid_b) = new_key();
+    moto.create("tokenhook/keyset", &key_set(&a, None, &[]))
+        .await;
+    let dir = tempfile::tempdir().unwrap();
+    // A long max_stale: this test is about bad content, not about age.
+    write_manifest_in(
+        dir.path(),
+        &aws_manifest("").replace("max_stale = \"8s\"", "max_stale = \"10m\""),
+    );
+    let mut server = spawn_server(&moto, dir.path()).unwrap();
+    let log = collect_stderr(&mut server);
+    let addr = server.addr.clone();
+    let (status, body) = server.app_token().await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(kid_of(body["access_token"].as_str().unwrap()), kid_a);
+
+    let partial = serde_json::json!({"next": {"private_key_pem": b.private_key_pem}}).to_string();
+    let twice = key_set(&a, None, &[&a]);
+    for (bad, cause) in [
+        ("{\"active\": ", "is not a key set"),
+        (partial.as_str(), "missing field `active`"),
+        (twice.as_str(), "both `active` and `retired[0]`"),
+    ] {
+        moto.put("tokenhook/keyset", bad).await;
+        // The outcome to wait for: the refresh refused, saying why.
+        eventually(
+            &format!("a refresh refused for `{cause}`"),
+            Duration::from_secs(20),
+            async || {
+                server.app_token().await;
+                logged(&log, "key set refresh failed; serving the cached key set")
+                    .iter()
+                    .any(|l| l["fields"]["error"].as_str().unwrap_or("").contains(cause))
+            },
+        )
+        .await;
+        let (status, body) = server.app_token().await;
+        assert_eq!(status, 200, "{cause}: {body}");
+        assert_eq!(
+            kid_of(body["access_token"].as_str().unwrap()),
+            kid_a,
+            "{cause}"
+        );
+        let published = jwks(&addr).await;
+        assert_eq!(published["keys"].as_array().unwrap().len(), 1, "{cause}");
+        assert_eq!(published["keys"][0]["kid"], kid_a.as_str(), "{cause}");
+    }
+
+    moto.put("tokenhook/keyset", &key_set(&b, None, &[&a]))
+        .await;
+    eventually(
+        "the valid set takes over",
+        Duration::from_secs(20),
+        async || kid_of(server.app_token().await.1["access_token"].as_str().unwrap()) == kid_b,
+    )
+    .await;
+    let log = log.lock().unwrap();
+    assert!(!log.contains("PRIVATE KEY"), "no key material in logs");
+    assert!(
+        !log.contains(&b.private_key_pem.lines().nth(1).unwrap().to_string()),
+        "no key material in logs"
     );
 }

@@ -17,7 +17,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use super::{KeyError, KeyFuture, KeySet, KeySource, StoredKeySet};
-use crate::cached::{Cached, Waits};
+use crate::cached::{Cached, Messages, Waits};
 pub use crate::cached::{MAX_RETRY_INTERVAL, retry_interval};
 use crate::secrets::SecretStore;
 
@@ -35,6 +35,11 @@ pub const REFRESH_WAIT: Duration = Duration::from_millis(250);
 const WAITS: Waits = Waits {
     first: REFRESH_WAIT,
     when_too_old: true,
+};
+
+const MESSAGES: Messages = Messages {
+    serving_stale: "key set refresh failed; serving the cached key set",
+    too_old: "key set refresh failed and the cached key set is too old to serve; tokens cannot be signed",
 };
 
 pub struct StoredSecretKeySource {
@@ -70,7 +75,7 @@ impl StoredSecretKeySource {
         let what = format!("key set from secret `{secret_id}`");
         Ok(StoredSecretKeySource {
             secret_id: secret_id.to_string(),
-            cache: Cached::with_value(what, ttl, max_stale, refetch, set),
+            cache: Cached::with_value(what, MESSAGES, ttl, max_stale, refetch, set),
         })
     }
 
