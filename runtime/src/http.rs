@@ -16,8 +16,12 @@ use axum::routing::{get, post};
 use base64::Engine;
 use serde_json::json;
 use tokenhook_sdk::wire::RequestContext;
+use tower_http::request_id::{
+    MakeRequestId, PropagateRequestIdLayer, RequestId, SetRequestIdLayer,
+};
 use tower_http::timeout::TimeoutLayer;
 
+use crate::audit::{self, Caller, Query};
 use crate::oauth::{ClientAuth, ErrorCode, OAuthError, TokenRequest};
 use crate::pipeline::Issuer;
 use crate::revocation::TokenQuery;
@@ -52,11 +56,20 @@ impl CurrentIssuer {
 #[derive(Clone, Debug)]
 pub struct PeerIp(pub String);
 
-/// The request id of this request (from `x-request-id` if sane, else new).
+/// A request id the door already has (on Lambda, the Lambda request id):
+/// it becomes ours, so logs correlate with Lambda's own.
 #[derive(Clone, Debug)]
-pub struct RequestId(pub String);
+pub struct DoorRequestId(pub String);
+
+/// The caller's `x-request-id`, bounded and cleaned
+/// ([`audit::client_request_id`]): logged beside ours, never instead of it.
+#[derive(Clone, Debug)]
+pub struct ClientRequestId(pub String);
 
 pub fn router(current: CurrentIssuer) -> Router {
+    // Layers run outermost (last) first: the caller's id is moved aside,
+    // ours is set (tower-http) and echoed in the response's `x-request-id`,
+    // then oversized headers are refused with our id in the log.
     Router::new()
         .route("/oauth/token", post(token))
         .route("/oauth/revoke", post(revoke))
@@ -71,38 +84,64 @@ pub fn router(current: CurrentIssuer) -> Router {
             StatusCode::REQUEST_TIMEOUT,
             REQUEST_TIMEOUT,
         ))
-        .layer(middleware::from_fn(request_id_and_limits))
+        .layer(middleware::from_fn(header_limit))
+        .layer(PropagateRequestIdLayer::x_request_id())
+        .layer(SetRequestIdLayer::x_request_id(NewRequestId))
+        .layer(middleware::map_request(move_client_request_id))
 }
 
-/// Give every request an id (echoed in `x-request-id`) and refuse oversized headers.
-async fn request_id_and_limits(mut req: Request, next: Next) -> Response {
-    let id = req
-        .headers()
-        .get("x-request-id")
-        .and_then(|v| v.to_str().ok())
-        .filter(|v| {
-            !v.is_empty()
-                && v.len() <= 64
-                && v.chars()
-                    .all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c))
-        })
-        .map(str::to_string)
-        .unwrap_or_else(new_request_id);
+/// Take the caller's `x-request-id` out of the headers (so tower-http's
+/// `SetRequestId` always makes ours) and keep it, cleaned, beside.
+async fn move_client_request_id(mut req: Request) -> Request {
+    let raw = req
+        .headers_mut()
+        .remove("x-request-id")
+        .and_then(|v| audit::client_request_id(v.as_bytes()));
+    if let Some(id) = raw {
+        req.extensions_mut().insert(ClientRequestId(id));
+    }
+    req
+}
+
+/// Our request ids: the door's (Lambda) if it has one, else 96 random bits.
+#[derive(Clone, Copy)]
+struct NewRequestId;
+
+impl MakeRequestId for NewRequestId {
+    fn make_request_id<B>(&mut self, req: &axum::http::Request<B>) -> Option<RequestId> {
+        let id = req
+            .extensions()
+            .get::<DoorRequestId>()
+            .and_then(|d| audit::client_request_id(d.0.as_bytes()))
+            .unwrap_or_else(new_request_id);
+        HeaderValue::from_str(&id).ok().map(RequestId::new)
+    }
+}
+
+/// Refuse oversized headers (431), with an audit line.
+async fn header_limit(req: Request, next: Next) -> Response {
     let header_bytes: usize = req
         .headers()
         .iter()
         .map(|(k, v)| k.as_str().len() + v.len())
         .sum();
-    let mut response = if header_bytes > MAX_HEADER_BYTES {
-        StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE.into_response()
-    } else {
-        req.extensions_mut().insert(RequestId(id.clone()));
-        next.run(req).await
-    };
-    if let Ok(value) = HeaderValue::from_str(&id) {
-        response.headers_mut().insert("x-request-id", value);
+    if header_bytes > MAX_HEADER_BYTES {
+        let (request_id, client_request_id) = request_ids(req.extensions());
+        let ip = req.extensions().get::<PeerIp>().map(|p| p.0.clone());
+        audit::request_refused(
+            &Caller {
+                request_id: &request_id,
+                client_request_id: client_request_id.as_deref(),
+                ip: ip.as_deref(),
+                auth: None,
+            },
+            req.uri().path(),
+            StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE.as_u16(),
+            "request headers too large",
+        );
+        return StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE.into_response();
     }
-    response
+    next.run(req).await
 }
 
 fn new_request_id() -> String {
@@ -111,72 +150,196 @@ fn new_request_id() -> String {
     hex::encode(bytes)
 }
 
-async fn token(State(current): State<CurrentIssuer>, req: Request) -> Response {
-    let (parts, body) = req.into_parts();
-    let request_id = parts
-        .extensions
+/// Ours (set by [`NewRequestId`]) and the caller's.
+fn request_ids(ext: &axum::http::Extensions) -> (String, Option<String>) {
+    let ours = ext
         .get::<RequestId>()
-        .map(|r| r.0.clone())
+        .and_then(|r| r.header_value().to_str().ok())
+        .map(str::to_string)
         .unwrap_or_else(new_request_id);
-    let ip = parts.extensions.get::<PeerIp>().map(|p| p.0.clone());
-    let body = match axum::body::to_bytes(Body::new(body), MAX_BODY_BYTES).await {
-        Ok(body) => body,
-        Err(_) => return StatusCode::PAYLOAD_TOO_LARGE.into_response(),
+    (ours, ext.get::<ClientRequestId>().map(|c| c.0.clone()))
+}
+
+/// The caller's address: with `hops` = 0 the door's own source address
+/// ([`PeerIp`]); with N trusted proxies, the Nth entry from the right of
+/// `X-Forwarded-For` (each proxy appends the address it was connected from;
+/// entries further left come from the client and are not trusted). Fewer
+/// entries than hops, or an entry that is not an address: none.
+pub fn client_ip(headers: &HeaderMap, peer: Option<&PeerIp>, hops: usize) -> Option<String> {
+    if hops == 0 {
+        return peer.map(|p| p.0.clone());
+    }
+    let mut entries = Vec::new();
+    for value in headers.get_all("x-forwarded-for") {
+        entries.extend(value.to_str().ok()?.split(',').map(str::trim));
+    }
+    let entry = *entries.iter().rev().nth(hops - 1)?;
+    entry
+        .parse::<std::net::IpAddr>()
+        .ok()
+        .map(|ip| ip.to_string())
+}
+
+/// The audit line for a request refused before the pipeline saw it.
+fn refused_early(query: Option<Query>, headers: &HeaderMap, caller: Caller<'_>, err: &OAuthError) {
+    // What is known: the client id of a readable Basic header.
+    let known = client_auth(headers, &mut HashMap::new()).ok();
+    let caller = Caller {
+        auth: known.as_ref(),
+        ..caller
     };
-    let request = match parse_token_request(&parts.headers, &body, request_id, ip) {
-        Ok(request) => request,
-        Err(err) => return error_response(&err),
-    };
+    match query {
+        None => audit::token_refused(
+            &caller,
+            None,
+            "parse",
+            err.status(),
+            err.error.as_str(),
+            &err.error_description,
+            0,
+        ),
+        Some(query) => audit::token_query(&caller, query, Err(err), "parse", None),
+    }
+}
+
+fn body_too_large() -> OAuthError {
+    OAuthError::new(
+        ErrorCode::InvalidRequest,
+        format!("the request body is larger than {MAX_BODY_BYTES} bytes"),
+    )
+    .with_status(413, None)
+}
+
+async fn token(State(current): State<CurrentIssuer>, req: Request) -> Response {
     let issuer = current.get();
+    let (parts, body) = req.into_parts();
+    let (request_id, client_request_id) = request_ids(&parts.extensions);
+    let ip = client_ip(
+        &parts.headers,
+        parts.extensions.get::<PeerIp>(),
+        issuer.manifest().trusted_proxy_hops(),
+    );
+    let caller = Caller {
+        request_id: &request_id,
+        client_request_id: client_request_id.as_deref(),
+        ip: ip.as_deref(),
+        auth: None,
+    };
+    let parsed = match axum::body::to_bytes(Body::new(body), MAX_BODY_BYTES).await {
+        Ok(body) => parse_token_request(&parts.headers, &body, request_id.clone(), ip.clone()),
+        Err(_) => Err(body_too_large()),
+    };
+    let mut request = match parsed {
+        Ok(request) => request,
+        Err(err) => {
+            refused_early(None, &parts.headers, caller, &err);
+            return error_response(&err);
+        }
+    };
+    request.client_request_id = client_request_id.clone();
     match issuer.issue(&request).await {
         Ok(token) => no_store((StatusCode::OK, axum::Json(token)).into_response()),
         Err(err) => error_response(&err),
     }
 }
 
-/// The body and request id of a form POST, or the response that refuses it.
-async fn read_form(req: Request) -> Result<(axum::http::request::Parts, Bytes, String), Response> {
+/// A revocation or introspection request read from its form, or the
+/// refusal (already logged).
+async fn read_query(
+    query: Query,
+    req: Request,
+    hops: usize,
+) -> Result<(TokenQuery, Option<String>, Option<String>), Response> {
     let (parts, body) = req.into_parts();
-    let request_id = parts
-        .extensions
-        .get::<RequestId>()
-        .map(|r| r.0.clone())
-        .unwrap_or_else(new_request_id);
-    match axum::body::to_bytes(Body::new(body), MAX_BODY_BYTES).await {
-        Ok(body) => Ok((parts, body, request_id)),
-        Err(_) => Err(StatusCode::PAYLOAD_TOO_LARGE.into_response()),
+    let (request_id, client_request_id) = request_ids(&parts.extensions);
+    let ip = client_ip(&parts.headers, parts.extensions.get::<PeerIp>(), hops);
+    let parsed = match axum::body::to_bytes(Body::new(body), MAX_BODY_BYTES).await {
+        Ok(body) => parse_token_query(&parts.headers, &body, request_id.clone()),
+        Err(_) => Err(body_too_large()),
+    };
+    match parsed {
+        Ok(parsed) => Ok((parsed, client_request_id, ip)),
+        Err(err) => {
+            let caller = Caller {
+                request_id: &request_id,
+                client_request_id: client_request_id.as_deref(),
+                ip: ip.as_deref(),
+                auth: None,
+            };
+            refused_early(Some(query), &parts.headers, caller, &err);
+            Err(error_response(&err))
+        }
     }
 }
 
 /// `POST /oauth/revoke` (RFC 7009): 200 with an empty body when done.
 async fn revoke(State(current): State<CurrentIssuer>, req: Request) -> Response {
-    let (parts, body, request_id) = match read_form(req).await {
+    let issuer = current.get();
+    let hops = issuer.manifest().trusted_proxy_hops();
+    let (query, client_request_id, ip) = match read_query(Query::Revocation, req, hops).await {
         Ok(read) => read,
         Err(response) => return response,
     };
-    let query = match parse_token_query(&parts.headers, &body, request_id) {
-        Ok(query) => query,
-        Err(err) => return error_response(&err),
+    let caller = Caller {
+        request_id: &query.request_id,
+        client_request_id: client_request_id.as_deref(),
+        ip: ip.as_deref(),
+        auth: Some(&query.client),
     };
-    match current.get().revoke(&query).await {
-        Ok(()) => no_store(StatusCode::OK.into_response()),
-        Err(err) => error_response(&err),
+    match issuer.revoke(&query).await {
+        Ok(jti) => {
+            let outcome = if jti.is_some() {
+                "revoked"
+            } else {
+                "nothing to revoke"
+            };
+            audit::token_query(
+                &caller,
+                Query::Revocation,
+                Ok(outcome),
+                "answer",
+                jti.as_deref(),
+            );
+            no_store(StatusCode::OK.into_response())
+        }
+        Err(err) => {
+            audit::token_query(&caller, Query::Revocation, Err(&err), "answer", None);
+            error_response(&err)
+        }
     }
 }
 
 /// `POST /oauth/introspect` (RFC 7662).
 async fn introspect(State(current): State<CurrentIssuer>, req: Request) -> Response {
-    let (parts, body, request_id) = match read_form(req).await {
+    let issuer = current.get();
+    let hops = issuer.manifest().trusted_proxy_hops();
+    let (query, client_request_id, ip) = match read_query(Query::Introspection, req, hops).await {
         Ok(read) => read,
         Err(response) => return response,
     };
-    let query = match parse_token_query(&parts.headers, &body, request_id) {
-        Ok(query) => query,
-        Err(err) => return error_response(&err),
+    let caller = Caller {
+        request_id: &query.request_id,
+        client_request_id: client_request_id.as_deref(),
+        ip: ip.as_deref(),
+        auth: Some(&query.client),
     };
-    match current.get().introspect(&query).await {
-        Ok(answer) => no_store(axum::Json(answer).into_response()),
-        Err(err) => error_response(&err),
+    match issuer.introspect(&query).await {
+        Ok(answer) => {
+            let active = answer["active"] == true;
+            let outcome = if active { "active" } else { "inactive" };
+            audit::token_query(
+                &caller,
+                Query::Introspection,
+                Ok(outcome),
+                "answer",
+                answer["jti"].as_str(),
+            );
+            no_store(axum::Json(answer).into_response())
+        }
+        Err(err) => {
+            audit::token_query(&caller, Query::Introspection, Err(&err), "answer", None);
+            error_response(&err)
+        }
     }
 }
 
@@ -232,6 +395,7 @@ pub fn parse_token_request(
     };
     Ok(TokenRequest {
         request_id,
+        client_request_id: None,
         grant_type: params.remove("grant_type"),
         client,
         audience,
@@ -337,8 +501,13 @@ fn parse_basic(value: &HeaderValue) -> Option<(String, String)> {
 }
 
 pub fn error_response(err: &OAuthError) -> Response {
-    let status = StatusCode::from_u16(err.error.status()).unwrap_or(StatusCode::BAD_REQUEST);
+    let status = StatusCode::from_u16(err.status()).unwrap_or(StatusCode::BAD_REQUEST);
     let mut response = (status, axum::Json(err)).into_response();
+    if let Some(seconds) = err.retry_after {
+        response
+            .headers_mut()
+            .insert(header::RETRY_AFTER, HeaderValue::from(seconds));
+    }
     // RFC 9110 §15.5.2: every 401 carries a challenge (RFC 6749 requires it
     // when the client tried Basic; we send it for every invalid_client).
     if err.error == ErrorCode::InvalidClient {
@@ -380,4 +549,50 @@ async fn metadata(State(current): State<CurrentIssuer>) -> Response {
 async fn health(State(current): State<CurrentIssuer>) -> Response {
     let issuer = current.get();
     axum::Json(json!({"status": "ok", "hooks": issuer.hook_names()})).into_response()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn xff(values: &[&str]) -> HeaderMap {
+        let mut headers = HeaderMap::new();
+        for v in values {
+            headers.append("x-forwarded-for", v.parse().unwrap());
+        }
+        headers
+    }
+
+    #[test]
+    fn without_trusted_hops_the_door_s_own_address_is_used() {
+        let peer = PeerIp("198.51.100.1".into());
+        let headers = xff(&["192.0.2.9"]);
+        assert_eq!(
+            client_ip(&headers, Some(&peer), 0).as_deref(),
+            Some("198.51.100.1")
+        );
+        assert_eq!(
+            client_ip(&headers, None, 0),
+            None,
+            "an ALB event has no source field"
+        );
+    }
+
+    #[test]
+    fn trusted_hops_count_from_the_right_of_x_forwarded_for() {
+        let headers = xff(&["10.9.9.9, 192.0.2.9", " 203.0.113.20 "]);
+        assert_eq!(
+            client_ip(&headers, None, 1).as_deref(),
+            Some("203.0.113.20")
+        );
+        assert_eq!(client_ip(&headers, None, 2).as_deref(), Some("192.0.2.9"));
+        assert_eq!(client_ip(&headers, None, 3).as_deref(), Some("10.9.9.9"));
+        assert_eq!(
+            client_ip(&headers, None, 4),
+            None,
+            "fewer entries than hops"
+        );
+        assert_eq!(client_ip(&xff(&["not-an-ip"]), None, 1), None);
+        assert_eq!(client_ip(&HeaderMap::new(), None, 1), None);
+    }
 }

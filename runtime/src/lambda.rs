@@ -13,7 +13,7 @@ use serde_json::{Value, json};
 use tokenhook_sdk::wire::RequestContext;
 use tower::{Service, ServiceExt};
 
-use crate::http::{CurrentIssuer, PeerIp, router};
+use crate::http::{CurrentIssuer, DoorRequestId, PeerIp, router};
 use crate::oauth::{ClientAuth, ErrorCode, OAuthError, TokenRequest};
 
 /// The event a trusted issuer sends with `lambda:InvokeFunction`.
@@ -111,9 +111,11 @@ pub fn direct_request(payload: Value, lambda_request_id: &str) -> Result<TokenRe
         }
     };
     Ok(TokenRequest {
-        request_id: invoke
+        // Ours is the Lambda request id; the caller's is kept beside it.
+        request_id: lambda_request_id.to_string(),
+        client_request_id: invoke
             .request_id
-            .unwrap_or_else(|| lambda_request_id.to_string()),
+            .and_then(|id| crate::audit::client_request_id(id.as_bytes())),
         grant_type: Some("client_credentials".into()),
         client: ClientAuth::Trusted {
             id: invoke.client_id,
@@ -131,14 +133,62 @@ pub async fn direct_invoke(
     lambda_request_id: &str,
     current: &CurrentIssuer,
 ) -> Value {
+    let issuer = current.get();
     let request = match direct_request(payload, lambda_request_id) {
         Ok(request) => request,
-        Err(answer) => return answer,
+        Err(answer) => {
+            log_unreadable(lambda_request_id, &answer);
+            return answer;
+        }
     };
-    match current.get().issue(&request).await {
+    // The caller's word for the end client's address reaches hooks only if
+    // the manifest trusts it; otherwise it is refused, not silently dropped,
+    // so an integration never believes an IP rule is applied when it is not.
+    if request.context.ip.is_some() && !issuer.manifest().direct_invoke.trust_caller_ip {
+        let err = OAuthError::new(
+            ErrorCode::InvalidRequest,
+            "context.ip is not accepted from a direct invoke unless [direct_invoke] trust_caller_ip = true",
+        );
+        let caller = crate::audit::Caller {
+            request_id: &request.request_id,
+            client_request_id: request.client_request_id.as_deref(),
+            ip: None,
+            auth: Some(&request.client),
+        };
+        crate::audit::token_refused(
+            &caller,
+            request.audience.as_deref(),
+            "parse",
+            err.status(),
+            err.error.as_str(),
+            &err.error_description,
+            0,
+        );
+        return error_answer(&err);
+    }
+    match issuer.issue(&request).await {
         Ok(token) => serde_json::to_value(token).unwrap_or(Value::Null),
         Err(err) => error_answer(&err),
     }
+}
+
+/// The audit line for a direct invoke that could not be read.
+fn log_unreadable(lambda_request_id: &str, answer: &Value) {
+    let text = |name: &str| answer[name].as_str().unwrap_or("").to_string();
+    crate::audit::token_refused(
+        &crate::audit::Caller {
+            request_id: lambda_request_id,
+            client_request_id: None,
+            ip: None,
+            auth: Some(&ClientAuth::Trusted { id: String::new() }),
+        },
+        None,
+        "parse",
+        400,
+        &text("error"),
+        &text("error_description"),
+        0,
+    );
 }
 
 /// A direct invoke's OAuth error as data. Every error answer is built from an
@@ -149,36 +199,25 @@ fn error_answer(err: &OAuthError) -> Value {
 }
 
 /// What the event knows about an HTTP request that a socket would have told
-/// the local server: the caller's IP (as the `PeerIp` extension, for hooks) —
-/// from API Gateway's / the Function URL's request context, or under an ALB the
-/// address it appended to `X-Forwarded-For` (the last one; earlier entries come
-/// from the client and are not trusted). Without an `x-request-id` header, the
-/// Lambda request id becomes the request id, so logs correlate.
+/// the local server: the source address API Gateway or the Function URL saw
+/// (as the `PeerIp` extension; an ALB event has none: with
+/// `http.trusted_proxy_hops` the token route reads `X-Forwarded-For`
+/// instead), and the Lambda request id, which becomes our request id so
+/// logs correlate.
 async fn from_event(mut req: axum::extract::Request) -> axum::extract::Request {
     use lambda_http::request::RequestContext as Ctx;
     let ip = match req.request_context_ref() {
         Some(Ctx::ApiGatewayV2(ctx)) => ctx.http.source_ip.clone(),
         Some(Ctx::ApiGatewayV1(ctx)) => ctx.identity.source_ip.clone(),
-        Some(Ctx::Alb(_)) => last_forwarded_for(req.headers()),
         _ => None,
     };
     if let Some(ip) = ip.filter(|ip| !ip.is_empty()) {
         req.extensions_mut().insert(PeerIp(ip));
     }
-    if !req.headers().contains_key("x-request-id")
-        && let Some(id) = req
-            .lambda_context_ref()
-            .and_then(|c| axum::http::HeaderValue::from_str(&c.request_id).ok())
-    {
-        req.headers_mut().insert("x-request-id", id);
+    if let Some(id) = req.lambda_context_ref().map(|c| c.request_id.clone()) {
+        req.extensions_mut().insert(DoorRequestId(id));
     }
     req
-}
-
-fn last_forwarded_for(headers: &axum::http::HeaderMap) -> Option<String> {
-    let last = headers.get_all("x-forwarded-for").iter().next_back()?;
-    let ip = last.to_str().ok()?.rsplit(',').next()?.trim();
-    Some(ip.to_string())
 }
 
 /// Tell Lambda why initialisation failed (`/runtime/init/error`), so the
@@ -239,23 +278,97 @@ mod tests {
         }
     }
 
+    async fn issuer_with(extra: &str) -> (CurrentIssuer, tempfile::TempDir) {
+        let dir = tempfile::tempdir().unwrap();
+        let (_, hash) = crate::clients::new_secret();
+        let text = format!(
+            r#"issuer = "https://issuer.test/"
+keys = {{ source = "file", path = "{key}" }}
+{extra}
+[store]
+kind = "none"
+
+[[apis]]
+identifier = "https://api.test"
+scopes = ["read:a"]
+
+[[clients]]
+id = "app"
+secret_hash = "{hash}"
+
+[[clients]]
+id = "trusted"
+secret_hash = "{hash}"
+direct_invoke = true
+
+[[grants]]
+client = "app"
+api = "https://api.test"
+scopes = ["read:a"]
+
+[[grants]]
+client = "trusted"
+api = "https://api.test"
+scopes = ["read:a"]
+"#,
+            key = dir.path().join("key.pem").display()
+        );
+        let path = dir.path().join("manifest.toml");
+        std::fs::write(&path, text).unwrap();
+        let issuer = crate::pipeline::Issuer::load(&path, &crate::pipeline::Services::local())
+            .await
+            .unwrap();
+        (CurrentIssuer::new(issuer), dir)
+    }
+
+    fn invoke(client: &str, context: Value) -> Value {
+        json!({"tokenhook": "token_request", "client_id": client, "audience": "https://api.test",
+               "request_id": "caller-1", "context": context})
+    }
+
+    #[tokio::test]
+    async fn a_direct_invoke_is_refused_unless_the_manifest_enables_it() {
+        let (current, _dir) = issuer_with("").await;
+        let answer = direct_invoke(invoke("app", json!({})), "lambda-1", &current).await;
+        assert_eq!(answer["error"], "unauthorized_client", "{answer}");
+        assert!(
+            answer["error_description"]
+                .as_str()
+                .unwrap()
+                .contains("direct_invoke")
+        );
+        // Per client.
+        let answer = direct_invoke(invoke("trusted", json!({})), "lambda-2", &current).await;
+        assert!(answer["access_token"].is_string(), "{answer}");
+        // Globally.
+        let (current, _dir) = issuer_with("[direct_invoke]\nenabled = true\n").await;
+        let answer = direct_invoke(invoke("app", json!({})), "lambda-3", &current).await;
+        assert!(answer["access_token"].is_string(), "{answer}");
+    }
+
+    #[tokio::test]
+    async fn a_direct_invoke_sets_the_ip_only_where_the_manifest_trusts_the_caller() {
+        let ip = json!({"ip": "192.0.2.1"});
+        let (current, _dir) = issuer_with("[direct_invoke]\nenabled = true\n").await;
+        let answer = direct_invoke(invoke("app", ip.clone()), "lambda-1", &current).await;
+        assert_eq!(answer["error"], "invalid_request", "{answer}");
+        assert!(
+            answer["error_description"]
+                .as_str()
+                .unwrap()
+                .contains("trust_caller_ip")
+        );
+        let (current, _dir) =
+            issuer_with("[direct_invoke]\nenabled = true\ntrust_caller_ip = true\n").await;
+        let answer = direct_invoke(invoke("app", ip), "lambda-2", &current).await;
+        assert!(answer["access_token"].is_string(), "{answer}");
+    }
+
     #[test]
-    fn the_alb_appended_address_is_the_last_forwarded_for() {
-        let mut headers = axum::http::HeaderMap::new();
-        assert_eq!(last_forwarded_for(&headers), None);
-        headers.append(
-            "x-forwarded-for",
-            "192.0.2.9, 203.0.113.20".parse().unwrap(),
-        );
-        assert_eq!(
-            last_forwarded_for(&headers).as_deref(),
-            Some("203.0.113.20")
-        );
-        headers.append("x-forwarded-for", " 198.51.100.1 ".parse().unwrap());
-        assert_eq!(
-            last_forwarded_for(&headers).as_deref(),
-            Some("198.51.100.1")
-        );
+    fn our_request_id_is_lambda_s_and_the_caller_s_is_kept_beside() {
+        let req = direct_request(invoke("app", json!({})), "lambda-9").unwrap();
+        assert_eq!(req.request_id, "lambda-9");
+        assert_eq!(req.client_request_id.as_deref(), Some("caller-1"));
     }
 
     #[test]

@@ -1,6 +1,7 @@
 //! tokenhook: an OAuth 2.0 client-credentials token issuer whose tokens are
 //! customised by sandboxed WebAssembly hooks.
 
+pub mod audit;
 pub mod aws;
 pub mod cached;
 pub mod cli;

@@ -91,6 +91,16 @@ pub struct Manifest {
     /// key set (on Lambda, `TOKENHOOK_STORE_TABLE` names the DynamoDB table).
     #[serde(default)]
     pub store: Option<StoreConfig>,
+    /// How client authentication defends itself under attack. Defaults below.
+    #[serde(default)]
+    pub client_auth: ClientAuthConfig,
+    /// Direct Lambda invokes (a token for a client without its secret).
+    /// Default: refused.
+    #[serde(default)]
+    pub direct_invoke: DirectInvokeConfig,
+    /// The HTTP door: which proxies are trusted. Defaults below.
+    #[serde(default)]
+    pub http: HttpConfig,
     #[serde(default)]
     pub apis: Vec<ApiConfig>,
     #[serde(default)]
@@ -227,6 +237,66 @@ pub enum RegistrySource {
     Store,
 }
 
+/// `[client_auth]`: limits that keep a flood of wrong secrets from taking the
+/// issuer down (docs/architecture.md, "Client authentication under attack").
+#[derive(Clone, Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ClientAuthConfig {
+    /// argon2 verifications running at once. Default: half the CPUs, at
+    /// least 1. Each allocates its hash's `m` (19 MiB for the default cost).
+    #[serde(default)]
+    pub hash_concurrency: Option<usize>,
+    /// Requests that may wait for a hashing slot; one more gets 503
+    /// `temporarily_unavailable`. Default 8.
+    #[serde(default)]
+    pub hash_queue: Option<usize>,
+    /// Longest wait for a hashing slot before 503. Default "250ms".
+    #[serde(default)]
+    pub hash_wait: Option<String>,
+    /// Failed authentications one client id may have in a burst before it
+    /// is throttled (429). Default 10.
+    #[serde(default)]
+    pub failure_burst: Option<u32>,
+    /// One failure is forgiven per this interval. Default "6s" (10 a minute).
+    #[serde(default)]
+    pub failure_refill: Option<String>,
+    /// Client ids whose failures are tracked at once; further ids share one
+    /// bucket. Default 10000 (about 1 MiB).
+    #[serde(default)]
+    pub max_tracked_clients: Option<usize>,
+}
+
+/// `[direct_invoke]`: a trusted caller (allowed by IAM to invoke the
+/// function) asks for a token naming a client, without the client's secret.
+#[derive(Clone, Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DirectInvokeConfig {
+    /// Every client may be named by a direct invoke. Default false: only
+    /// clients with `direct_invoke = true` may; with neither, a direct
+    /// invoke is refused.
+    #[serde(default)]
+    pub enabled: bool,
+    /// Pass the event's `context.ip` to hooks as the request's IP. Default
+    /// false: an event carrying `context.ip` is refused, since the address
+    /// is the caller's word, not something tokenhook saw.
+    #[serde(default)]
+    pub trust_caller_ip: bool,
+}
+
+/// `[http]`: the HTTP door (local server, API Gateway, Function URL, ALB).
+#[derive(Clone, Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct HttpConfig {
+    /// Proxies in front of tokenhook that append to `X-Forwarded-For` and
+    /// are trusted (an ALB counts as one). 0 (the default): the door's own
+    /// source address (the socket peer locally, API Gateway's / the Function
+    /// URL's `sourceIp`; none under an ALB). N: the Nth entry from the right
+    /// of `X-Forwarded-For`; with fewer entries, no IP. Overridden by
+    /// `TOKENHOOK_TRUSTED_PROXY_HOPS`.
+    #[serde(default)]
+    pub trusted_proxy_hops: Option<usize>,
+}
+
 /// A `[store]` with its values parsed, or the default one.
 #[derive(Clone, Debug)]
 pub enum StoreLocation {
@@ -260,6 +330,10 @@ pub struct ClientConfig {
     /// servers). Default false.
     #[serde(default)]
     pub introspect: bool,
+    /// May be named by a direct Lambda invoke (no secret) even when
+    /// `[direct_invoke] enabled` is false. Default false.
+    #[serde(default)]
+    pub direct_invoke: bool,
 }
 
 #[derive(Clone, Debug, Deserialize)]
@@ -422,7 +496,15 @@ impl Overrides {
         }
     }
 
-    fn apply(&self, manifest: &mut Manifest) {
+    fn apply(&self, manifest: &mut Manifest) -> Result<(), ManifestError> {
+        if let Some(hops) = &self.trusted_proxy_hops {
+            manifest.http.trusted_proxy_hops = Some(hops.trim().parse().map_err(|_| {
+                manifest.err(
+                    "http.trusted_proxy_hops",
+                    format!("TOKENHOOK_TRUSTED_PROXY_HOPS=`{hops}` is not a number"),
+                )
+            })?);
+        }
         if let Some(table) = &self.store_table {
             let mut store = manifest.store.take().unwrap_or_default();
             store.kind = StoreKind::Dynamodb;
@@ -439,6 +521,8 @@ impl Overrides {
         if let Some(secret_id) = &self.keyset_secret_id {
             let (cache_ttl, max_stale) = match &manifest.keys {
                 KeysConfig::Secretsmanager {
+    /// `[client_auth]` with defaults filled in.
+    pub client_guard: crate::clients::GuardSettings,
                     cache_ttl,
                     max_stale,
                     ..
@@ -453,6 +537,8 @@ impl Overrides {
         }
     }
 }
+    /// `TOKENHOOK_TRUSTED_PROXY_HOPS`: `http.trusted_proxy_hops`.
+    pub trusted_proxy_hops: Option<String>,
 
 impl Manifest {
     /// Read and parse a manifest file; then [`Manifest::validate`] it.
@@ -469,9 +555,10 @@ impl Manifest {
             file: path.to_path_buf(),
             field: String::new(),
             message: format!("cannot read: {e}"),
+            trusted_proxy_hops: var("TOKENHOOK_TRUSTED_PROXY_HOPS"),
         })?;
         let mut manifest = Manifest::parse(&text, path)?;
-        overrides.apply(&mut manifest);
+        overrides.apply(&mut manifest)?;
         let checked = manifest.validate()?;
         Ok((manifest, checked))
     }
@@ -501,6 +588,7 @@ impl Manifest {
                     field: if field == "." { String::new() } else { field },
                     message: e.into_inner().to_string().trim_end().replace('\n', " "),
                 }
+        Ok(())
             })?;
         manifest.path = path.to_path_buf();
         Ok(manifest)
@@ -813,6 +901,7 @@ impl Manifest {
         }
         let location = match cfg.kind {
             StoreKind::None => {
+        let client_guard = self.client_guard()?;
                 if cfg.registry == RegistrySource::Store {
                     return Err(self.err(
                         "store.registry",
@@ -820,9 +909,51 @@ impl Manifest {
                     ));
                 }
                 return Ok(None);
+            client_guard,
             }
             StoreKind::Sqlite => {
                 if cfg.table.is_some() {
+    /// `[client_auth]` parsed, defaults filled in.
+    fn client_guard(&self) -> Result<crate::clients::GuardSettings, ManifestError> {
+        let cfg = &self.client_auth;
+        let mut out = crate::clients::GuardSettings::default();
+        let positive = |field: &str, v: usize| {
+            if v == 0 {
+                Err(self.err(format!("client_auth.{field}"), "must be at least 1"))
+            } else {
+                Ok(v)
+            }
+        };
+        if let Some(v) = cfg.hash_concurrency {
+            out.hash_concurrency = positive("hash_concurrency", v)?;
+        }
+        if let Some(v) = cfg.hash_queue {
+            out.hash_queue = v;
+        }
+        if let Some(v) = &cfg.hash_wait {
+            out.hash_wait = parse_duration(v).map_err(|e| self.err("client_auth.hash_wait", e))?;
+        }
+        if let Some(v) = cfg.failure_burst {
+            out.failure_burst = positive("failure_burst", v as usize)? as u32;
+        }
+        if let Some(v) = &cfg.failure_refill {
+            out.failure_refill =
+                parse_duration(v).map_err(|e| self.err("client_auth.failure_refill", e))?;
+            if out.failure_refill.is_zero() {
+                return Err(self.err("client_auth.failure_refill", "must be above zero"));
+            }
+        }
+        if let Some(v) = cfg.max_tracked_clients {
+            out.max_tracked = positive("max_tracked_clients", v)?;
+        }
+        Ok(out)
+    }
+
+    /// `http.trusted_proxy_hops`, default 0.
+    pub fn trusted_proxy_hops(&self) -> usize {
+        self.http.trusted_proxy_hops.unwrap_or(0)
+    }
+
                     return Err(self.err(
                         "store.table",
                         "is for kind = \"dynamodb\"; SQLite takes `path`",

@@ -11,7 +11,7 @@ use std::time::{Instant, SystemTime, UNIX_EPOCH};
 use serde_json::{Map, Value, json};
 use tokenhook_sdk::wire::{ABI_VERSION, Api, Client, Event, TokenState, Trigger};
 
-use crate::clients::{KnownClient, SecretHash, SecretVerifier};
+use crate::clients::{ClientGuard, KnownClient, Refusal, SecretHash};
 use crate::engine::HookEngine;
 use crate::hooks::{ChainHook, EventFrame, load_chain, log_hook_line};
 use crate::keys::{KeySet, KeySource, parse_algorithm, stored};
@@ -88,7 +88,8 @@ pub struct Issuer {
     store: Option<StoreView>,
     hooks: Vec<ChainHook>,
     keys: Arc<dyn KeySource>,
-    verifier: SecretVerifier,
+    /// Secret verification: hashing slots, failure throttle, remembered successes.
+    guard: ClientGuard,
     /// The files this issuer was loaded from, as they were before loading.
     sources: SourceFiles,
 }
@@ -126,6 +127,7 @@ impl Issuer {
                     name: c.name.clone(),
                     metadata: c.metadata.clone(),
                     introspect: c.introspect,
+                    direct_invoke: c.direct_invoke,
                     hash: SecretHash::parse(&c.secret_hash).expect("validated"),
                     grants: manifest
                         .grants
@@ -137,6 +139,9 @@ impl Issuer {
                 (c.id.clone(), Arc::new(client))
             })
             .collect();
+        warn_distinguishable(&clients);
+        crate::clients::prepare().await;
+        let guard = ClientGuard::new(checked.client_guard);
         Ok(Issuer {
             manifest,
             checked,
@@ -144,7 +149,7 @@ impl Issuer {
             store,
             hooks,
             keys,
-            verifier: SecretVerifier::default(),
+            guard,
             sources: SourceFiles::default(),
         })
     }
@@ -177,13 +182,32 @@ impl Issuer {
         let started = Instant::now();
         let result = self.run(req).await;
         let elapsed_us = started.elapsed().as_micros() as u64;
+        let caller = crate::audit::Caller {
+            request_id: &req.request_id,
+            client_request_id: req.client_request_id.as_deref(),
+            ip: req.context.ip.as_deref(),
+            auth: Some(&req.client),
+        };
         match &result {
-            Ok(resp) => {
-                tracing::info!(request_id = %req.request_id, scope = %resp.scope, elapsed_us, "token issued")
-            }
-            Err(e) => {
-                tracing::warn!(request_id = %req.request_id, error = e.error.as_str(), description = %e.error_description, elapsed_us, "token refused")
-            }
+            Ok(resp) => crate::audit::token_issued(
+                &caller,
+                &crate::audit::Issued {
+                    audience: req.audience.as_deref().unwrap_or(""),
+                    scope: &resp.scope,
+                    jti: &resp.jti,
+                    kid: &resp.kid,
+                },
+                elapsed_us,
+            ),
+            Err(e) => crate::audit::token_refused(
+                &caller,
+                req.audience.as_deref(),
+                "issue",
+                e.status(),
+                e.error.as_str(),
+                &e.error_description,
+                elapsed_us,
+            ),
         }
         result
     }
@@ -280,7 +304,9 @@ impl Issuer {
     }
 
     /// Who is calling: a client of the registry (manifest or store) whose
-    /// secret verifies, or one a trusted door already authenticated.
+    /// secret verifies, or one a direct invoke names where the manifest
+    /// allows it. Refusals are uniform: an unknown id and a wrong secret
+    /// cost the same work and get the same answer (`clients::ClientGuard`).
     pub async fn authenticate(&self, auth: &ClientAuth) -> Result<Arc<KnownClient>, OAuthError> {
         let failed = || OAuthError::new(ErrorCode::InvalidClient, "client authentication failed");
         match auth {
@@ -291,13 +317,34 @@ impl Issuer {
             ClientAuth::Multiple => Err(invalid_request(
                 "use exactly one client authentication method",
             )),
-            ClientAuth::Trusted { id } => self.find_client(id).await?.ok_or_else(failed),
-            ClientAuth::Basic { id, secret } | ClientAuth::Post { id, secret } => {
+            ClientAuth::Trusted { id } => {
                 let client = self.find_client(id).await?.ok_or_else(failed)?;
-                if self.verifier.verify(id, secret, &client.hash) {
+                if self.manifest.direct_invoke.enabled || client.direct_invoke {
                     Ok(client)
                 } else {
-                    Err(failed())
+                    Err(OAuthError::new(
+                        ErrorCode::UnauthorizedClient,
+                        "direct invoke is not enabled for this client ([direct_invoke] enabled, or direct_invoke = true in [[clients]])",
+                    ))
+                }
+            }
+            ClientAuth::Basic { id, secret } | ClientAuth::Post { id, secret } => {
+                let client = self.find_client(id).await?;
+                match self.guard.verify(id, secret, client.as_deref()).await {
+                    Ok(()) => client.ok_or_else(failed),
+                    Err(Refusal::Failed) => Err(failed()),
+                    Err(Refusal::Throttled { retry_after_secs }) => Err(OAuthError::new(
+                        ErrorCode::TemporarilyUnavailable,
+                        format!(
+                            "too many failed authentications for this client id; retry in {retry_after_secs} s"
+                        ),
+                    )
+                    .with_status(429, Some(retry_after_secs))),
+                    Err(Refusal::Busy) => Err(OAuthError::new(
+                        ErrorCode::TemporarilyUnavailable,
+                        "the issuer is busy verifying secrets; retry shortly",
+                    )
+                    .with_status(503, Some(1))),
                 }
             }
         }
@@ -441,11 +488,12 @@ impl Issuer {
             ("iat", json!(now)),
             ("nbf", json!(now)),
             ("exp", json!(now + lifetime)),
-            ("jti", json!(new_jti())),
             ("scope", json!(scope)),
         ] {
             claims.insert(name.to_string(), value);
         }
+        let jti = new_jti();
+        claims.insert("jti".into(), json!(jti));
         let access_token = keys.active.sign(&Value::Object(claims)).map_err(|e| {
             tracing::error!(error = %e, kid = %keys.active.kid, "signing failed");
             OAuthError::new(ErrorCode::ServerError, "the token could not be signed")
@@ -455,6 +503,8 @@ impl Issuer {
             token_type: "Bearer",
             expires_in: lifetime,
             scope,
+            jti,
+            kid: keys.active.kid.clone(),
         })
     }
 
@@ -475,6 +525,17 @@ impl Issuer {
             "response_types_supported": [],
             "scopes_supported": self.manifest.apis.iter().flat_map(|a| a.scopes.iter()).collect::<Vec<_>>(),
         })
+    }
+}
+
+/// Warn about argon2id clients whose cost differs from the default: a failed
+/// attempt on one takes a different time than one on an unknown id, which
+/// tells an attacker the id exists.
+fn warn_distinguishable(clients: &HashMap<String, Arc<KnownClient>>) {
+    for client in clients.values() {
+        if client.hash.cost_differs_from_default() {
+            tracing::warn!(client_id = %client.id, "argon2id cost differs from the default (m=19456,t=2,p=1): refusals for this client differ in time from those for unknown ids; hash its secret again with `tokenhook secret hash`");
+        }
     }
 }
 

@@ -21,25 +21,25 @@ pub struct TokenQuery {
 impl Issuer {
     /// RFC 7009: the client revokes one of its own access tokens. A token
     /// that does not verify (malformed, foreign, expired) is answered with
-    /// success, as §2.2 says: there is nothing left to revoke.
-    pub async fn revoke(&self, req: &TokenQuery) -> Result<(), OAuthError> {
+    /// success, as §2.2 says: there is nothing left to revoke. Returns the
+    /// revoked `jti`, or `None` when there was nothing to revoke; the front
+    /// door writes the one audit line.
+    pub async fn revoke(&self, req: &TokenQuery) -> Result<Option<String>, OAuthError> {
         let caller = self.authenticate(&req.client).await?;
         let token = required_token(req)?;
         let store = self.require_store()?;
         let keys = self.key_set().await?;
         let Ok(claims) = keys.verify(token, &self.manifest().issuer) else {
-            tracing::info!(request_id = %req.request_id, client_id = %caller.id, "revocation of a token that does not verify: nothing to do");
-            return Ok(());
+            return Ok(None);
         };
         let (Some(jti), Some(owner), Some(exp)) = (
             claims.get("jti").and_then(Value::as_str),
             claims.get("client_id").and_then(Value::as_str),
             claims.get("exp").and_then(Value::as_u64),
         ) else {
-            return Ok(());
+            return Ok(None);
         };
         if owner != caller.id {
-            tracing::warn!(request_id = %req.request_id, client_id = %caller.id, "client tried to revoke another client's token");
             return Err(OAuthError::new(
                 ErrorCode::UnauthorizedClient,
                 "the token was not issued to this client",
@@ -53,8 +53,7 @@ impl Issuer {
             })
             .await
             .map_err(store_error)?;
-        tracing::info!(request_id = %req.request_id, client_id = %caller.id, jti, "token revoked");
-        Ok(())
+        Ok(Some(jti.to_string()))
     }
 
     /// RFC 7662: `active` and the token's claims, for a client allowed to

@@ -105,6 +105,8 @@ fn pipeline(c: &mut Criterion) {
         } else {
             text[..text.find("[[hooks]]").unwrap()].to_string()
         };
+        // The bench drives the pipeline as a direct invoke would (no secret).
+        let text = format!("{text}\n[direct_invoke]\nenabled = true\n");
         let dir = tempfile::tempdir().unwrap();
         let path = tokenhook_tests::write_manifest_in(dir.path(), &text);
         let issuer = rt
@@ -117,13 +119,18 @@ fn pipeline(c: &mut Criterion) {
     };
     let request = TokenRequest {
         request_id: "bench".into(),
+        client_request_id: None,
         grant_type: Some("client_credentials".into()),
         client: ClientAuth::Trusted {
             id: "demo-client".into(),
         },
         audience: Some("https://api.example.com".into()),
         scope: None,
-        context: Default::default(),
+        // deny-list checks an address (and fails closed without one).
+        context: tokenhook_sdk::wire::RequestContext {
+            ip: Some("198.51.100.7".into()),
+            user_agent: None,
+        },
     };
     let mut group = c.benchmark_group("issue");
     for (name, hooks) in [("no_hooks", false), ("four_hooks", true)] {

@@ -289,7 +289,21 @@ fn secret_commands_produce_hashes_the_manifest_accepts() {
     assert!(output.status.success());
     let phc = String::from_utf8(output.stdout).unwrap();
     let stored = tokenhook::clients::SecretHash::parse(phc.trim()).unwrap();
-    assert!(tokenhook::clients::SecretVerifier::default().verify("c", "demo-secret", &stored));
+    assert!(!stored.cost_differs_from_default());
+    let client = tokenhook::clients::KnownClient {
+        id: "c".into(),
+        name: None,
+        metadata: Default::default(),
+        introspect: false,
+        direct_invoke: false,
+        hash: stored,
+        grants: Default::default(),
+    };
+    let guard = tokenhook::clients::ClientGuard::default();
+    let verified = tokio::runtime::Runtime::new()
+        .unwrap()
+        .block_on(guard.verify("c", "demo-secret", Some(&client)));
+    assert_eq!(verified, Ok(()));
 }
 
 #[test]

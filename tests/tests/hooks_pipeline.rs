@@ -242,7 +242,8 @@ async fn the_event_carries_the_request_its_context_and_the_hooks_config() {
     let seen = echoed(&claims, &claim("saw"));
     assert_eq!(seen["version"], 1);
     assert_eq!(seen["trigger"], "client_credentials");
-    assert_eq!(seen["request_id"], "req-event-1");
+    // Ours, not the caller's `x-request-id` (kept beside it in the log).
+    assert_eq!(seen["request_id"], request_id(&reply).as_str());
     assert_eq!(seen["client"]["id"], "app");
     assert_eq!(seen["client"]["name"], "The app");
     assert_eq!(
@@ -537,9 +538,10 @@ async fn every_policy_violation_fails_closed_under_deny_naming_only_the_request_
         assert_eq!(reply.status, 500, "{}: {}", v.what, reply.body);
         assert_oauth_error(&reply, 500, "server_error");
         let description = reply.body["error_description"].as_str().unwrap();
+        // Ours (echoed in `x-request-id`), not the one the client sent.
         assert!(
-            description.contains(&id),
-            "{}: the description names the request id: {description}",
+            description.contains(&request_id(&reply)) && !description.contains(&id),
+            "{}: the description names our request id: {description}",
             v.what
         );
         for word in v.cause_words.iter().chain(&["rogue", "policy"]) {

@@ -56,7 +56,15 @@ async fn every_event_shape_gets_a_verifiable_token_under_the_runtime_emulator() 
     let cargo_lambda = python_tool("cargo-lambda");
     let binary = tokenhook_tests::tokenhook_bin();
     let dir = tempfile::tempdir().unwrap();
-    let manifest: PathBuf = write_manifest_in(dir.path(), &example_manifest());
+    // Direct invokes are refused unless the manifest enables them; the
+    // fixtures carry `context.ip`, which needs `trust_caller_ip`.
+    let manifest: PathBuf = write_manifest_in(
+        dir.path(),
+        &format!(
+            "{}\n[direct_invoke]\nenabled = true\ntrust_caller_ip = true\n",
+            example_manifest()
+        ),
+    );
     let port = free_port();
     let started = Instant::now();
     // The emulator serves only the Lambda APIs (invoke and Runtime API); the
@@ -161,8 +169,24 @@ async fn every_event_shape_gets_a_verifiable_token_under_the_runtime_emulator() 
     // The request context's IP reaches the hooks: deny-list refuses 192.0.2.0/24.
     let denied = invoke(port, fixture("direct_invoke_denied_ip.json")).await;
     assert_eq!(denied["error"], "access_denied", "{denied}");
+    // Without an IP, deny-list (which has IP rules) fails closed.
+    let no_ip = invoke(port, fixture("direct_invoke_no_ip.json")).await;
+    assert_eq!(no_ip["error"], "access_denied", "{no_ip}");
 
     let log = std::fs::read_to_string(dir.path().join("function.log")).unwrap_or_default();
+    // Every trusted issuance is logged as such; the caller's request id is
+    // kept beside ours (the Lambda request id), not instead of it.
+    let issued = log
+        .lines()
+        .filter_map(|l| serde_json::from_str::<Value>(l).ok())
+        .find(|l| {
+            l["fields"]["message"] == "token issued"
+                && l["fields"]["client_request_id"] == "issuer-7f3a"
+        })
+        .unwrap_or_else(|| panic!("no audit line for the direct invoke:\n{log}"));
+    assert_eq!(issued["fields"]["auth_method"], "direct_invoke", "{issued}");
+    assert_eq!(issued["fields"]["client_id"], "demo-client", "{issued}");
+    assert_ne!(issued["fields"]["request_id"], "issuer-7f3a", "{issued}");
     let init_ms = log
         .lines()
         .filter_map(|l| serde_json::from_str::<Value>(l).ok())

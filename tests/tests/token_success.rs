@@ -193,8 +193,11 @@ async fn a_form_content_type_with_a_charset_is_accepted() {
     assert_eq!(reply.status, 200, "{}", reply.body);
 }
 
+/// The caller's `x-request-id` is kept beside ours (in the audit line as
+/// `client_request_id`), never instead of it: a client cannot choose the id
+/// that the issuer's logs and error descriptions use.
 #[tokio::test(flavor = "multi_thread")]
-async fn a_sane_incoming_request_id_is_echoed() {
+async fn an_incoming_request_id_never_replaces_ours() {
     let (clients, server) = server();
     let auth = basic_header("app", &clients.app.secret);
     let id = "3f2c9a1e-7b4d-4e0a-9c8b-12ab34cd56ef";
@@ -205,10 +208,15 @@ async fn a_sane_incoming_request_id_is_echoed() {
     )
     .await;
     assert_eq!(reply.status, 200);
-    assert_eq!(request_id(&reply), id);
+    let ours = request_id(&reply);
+    assert_ne!(ours, id);
+    assert!(
+        ours.len() == 24 && ours.chars().all(|c| c.is_ascii_hexdigit()),
+        "{ours}"
+    );
     let at_limit = "a".repeat(64);
     let reply = post_form(&server, &[], &[("x-request-id", &at_limit)]).await;
-    assert_eq!(request_id(&reply), at_limit);
+    assert_ne!(request_id(&reply), at_limit);
 }
 
 #[tokio::test(flavor = "multi_thread")]

@@ -6,8 +6,10 @@
 //!   "description": "access from this client or network is blocked" }
 //! ```
 //! A listed client id, or a source IP equal to an entry or inside a CIDR
-//! range, gets `access_denied`. Without an IP in the request only the client
-//! list applies. A config that cannot be read fails the hook (fail closed).
+//! range, gets `access_denied`. A request without an IP is denied when IP
+//! rules are configured: the rules cannot be checked, and letting it through
+//! would make them optional (fail closed). With client rules only, no IP is
+//! needed. A config that cannot be read fails the hook (fail closed).
 
 use std::net::IpAddr;
 
@@ -99,17 +101,26 @@ pub fn deny_list(event: &Event) -> Result<Decision, HookError> {
         decision.deny(description);
         return Ok(decision);
     }
-    if let Some(ip) = &event.context.ip {
-        let ip: IpAddr = ip
-            .parse()
-            .map_err(|_| HookError::new(format!("request IP `{ip}` is not an address")))?;
-        if let Some(net) = nets.iter().find(|n| n.contains(ip)) {
-            log(
-                LogLevel::Info,
-                &format!("source {ip} is inside {}/{}", net.addr, net.prefix),
-            );
-            decision.deny(description);
-        }
+    if nets.is_empty() {
+        return Ok(decision);
+    }
+    let Some(ip) = &event.context.ip else {
+        log(
+            LogLevel::Warn,
+            "IP rules are configured but the request has no IP; denied",
+        );
+        decision.deny(description);
+        return Ok(decision);
+    };
+    let ip: IpAddr = ip
+        .parse()
+        .map_err(|_| HookError::new(format!("request IP `{ip}` is not an address")))?;
+    if let Some(net) = nets.iter().find(|n| n.contains(ip)) {
+        log(
+            LogLevel::Info,
+            &format!("source {ip} is inside {}/{}", net.addr, net.prefix),
+        );
+        decision.deny(description);
     }
     Ok(decision)
 }
@@ -148,8 +159,19 @@ mod tests {
     }
 
     #[test]
-    fn no_ip_means_only_the_client_list_applies() {
+    fn no_ip_is_denied_when_ip_rules_are_configured() {
         let e = EventBuilder::new().config(config()).build();
+        assert_eq!(
+            deny_list(&e).unwrap().denial().unwrap().error,
+            DenyCode::AccessDenied
+        );
+    }
+
+    #[test]
+    fn without_ip_rules_no_ip_is_needed() {
+        let e = EventBuilder::new()
+            .config(json!({"clients": ["retired"]}))
+            .build();
         assert!(deny_list(&e).unwrap().is_empty());
     }
 
