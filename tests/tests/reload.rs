@@ -254,6 +254,43 @@ async fn a_pinned_module_replaced_on_disk_is_refused_and_the_old_one_keeps_runni
     .await;
 }
 
+/// A pinned module deleted under a running server: the reload it triggers
+/// fails (the module cannot be read), so the running chain, which holds the
+/// compiled module, keeps serving; putting the same module back changes
+/// nothing visible.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_pinned_module_deleted_on_disk_is_refused_and_the_old_one_keeps_running() {
+    let clients = Clients::new();
+    let v1 = version_hook("v1");
+    let pinned = hook(
+        "versioned",
+        &in_dir("versioned.wat"),
+        &format!(
+            "{VERSION_CAPS}\nsha256 = \"{}\"",
+            tokenhook::engine::sha256_hex(v1.as_bytes())
+        ),
+    );
+    let server = clients.start(&pinned, &[("versioned.wat", &v1)]);
+    let version = async || {
+        let reply = token(&server, &clients.app, &[]).await;
+        assert_eq!(reply.status, 200, "{}", reply.body);
+        verified_claims(&server, &reply, API).await[format!("{NS}version")].clone()
+    };
+    assert_eq!(version().await, "v1");
+
+    let module = server.dir.path().join("versioned.wat");
+    std::fs::remove_file(&module).unwrap();
+    holds_throughout("the loaded v1 keeps running", REFUSED_FOR, async || {
+        version().await == "v1"
+    })
+    .await;
+    replace_file(&module, v1.as_bytes());
+    holds_throughout("v1 still runs once it is back", REFUSED_FOR, async || {
+        version().await == "v1"
+    })
+    .await;
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn a_manifest_refused_for_a_missing_module_loads_once_the_module_appears() {
     let clients = Clients::new();
