@@ -210,7 +210,17 @@ pub fn tokenhook_bin() -> PathBuf {
             .expect("run cargo build");
         assert!(status.success(), "building the tokenhook binary failed");
     });
-    workspace_root().join("target/debug/tokenhook")
+    target_dir().join("debug/tokenhook")
+}
+
+/// Cargo's target directory for this workspace: `CARGO_TARGET_DIR` when set
+/// (relative to the workspace root, as cargo reads it), else `target/`. The
+/// inner builds inherit the variable, so their output is found where it went.
+pub fn target_dir() -> PathBuf {
+    match std::env::var_os("CARGO_TARGET_DIR").filter(|d| !d.is_empty()) {
+        Some(dir) => workspace_root().join(dir),
+        None => workspace_root().join("target"),
+    }
 }
 
 /// Remove from a cargo `build` command the variables cargo set for this test

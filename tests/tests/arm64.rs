@@ -9,7 +9,8 @@
 //!
 //! Times under emulation mean nothing and are not checked. The release build
 //! goes to `target/arm64` (its own directory, so it neither waits for nor
-//! blocks the workspace's `target/` lock); it takes minutes the first time.
+//! blocks the workspace's `target/` lock; `TOKENHOOK_ARM64_TARGET_DIR`
+//! overrides it); it takes minutes the first time.
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
@@ -39,9 +40,19 @@ fn system_tool(name: &str) -> PathBuf {
         .unwrap_or_else(|| panic!("{name} is missing: tests/run.sh installs it (apt-get)"))
 }
 
-/// What `sam build` does for template.yaml, into `target/arm64`.
+/// Where the arm64 release build goes: `target/arm64`, or
+/// `TOKENHOOK_ARM64_TARGET_DIR` (e.g. to reuse a warm build when the test
+/// runs from another checkout of the same sources).
+fn arm64_target_dir() -> PathBuf {
+    match std::env::var_os("TOKENHOOK_ARM64_TARGET_DIR").filter(|d| !d.is_empty()) {
+        Some(dir) => workspace_root().join(dir),
+        None => workspace_root().join("target/arm64"),
+    }
+}
+
+/// What `sam build` does for template.yaml, into [`arm64_target_dir`].
 fn build_bootstrap(cargo_lambda: &Path) -> PathBuf {
-    let target_dir = workspace_root().join("target/arm64");
+    let target_dir = arm64_target_dir();
     let mut build = Command::new(cargo_lambda);
     without_test_cargo_env(&mut build);
     let status = build
@@ -125,7 +136,17 @@ async fn the_arm64_bootstrap_runs_precompiled_hooks_under_qemu_and_issues_a_veri
 
     // The layer: the example manifest bundled for arm64 by this workspace's binary.
     let dir = tempfile::tempdir().unwrap();
-    let manifest = write_manifest_in(dir.path(), &example_manifest());
+    // Emulated, a hook call takes tens of milliseconds: the examples' 20 ms
+    // deadline would (rightly) fail the request closed. The host ceiling
+    // instead; fuel, which counts instructions, stays as deployed.
+    let example = example_manifest();
+    assert_eq!(
+        example.matches("timeout = \"20ms\"").count(),
+        4,
+        "{example}"
+    );
+    let example = example.replace("timeout = \"20ms\"", "timeout = \"5s\"");
+    let manifest = write_manifest_in(dir.path(), &example);
     let layer = dir.path().join("layer");
     let status = Command::new(tokenhook_bin())
         .args(["bundle", "--target", TARGET, "--manifest"])
