@@ -249,17 +249,7 @@ impl Issuer {
         })?;
         // 4. Scopes: requested ∩ granted; none requested → all granted.
         let requested = parse_scope(req.scope.as_deref())?;
-        let scopes = if requested.is_empty() {
-            granted.clone()
-        } else {
-            if let Some(missing) = requested.iter().find(|s| !granted.contains(s)) {
-                return Err(OAuthError::new(
-                    ErrorCode::InvalidScope,
-                    format!("scope `{missing}` is not granted to this client for this API"),
-                ));
-            }
-            requested.clone()
-        };
+        let scopes = effective_scopes(&requested, granted)?;
         // 5. Hooks, in manifest order, each followed by host policy. The event
         // is serialized once; each hook gets it with the token as it stands.
         let mut token = TokenState {
@@ -560,6 +550,23 @@ fn parse_scope(scope: Option<&str>) -> Result<Vec<String>, OAuthError> {
     Ok(out)
 }
 
+/// The scopes a token starts with: all `granted` when none are `requested`,
+/// else exactly the `requested` ones (already deduplicated, in their order),
+/// each of which must be granted: asking for one outside the grant is
+/// `invalid_scope`, never silently narrowed.
+fn effective_scopes(requested: &[String], granted: &[String]) -> Result<Vec<String>, OAuthError> {
+    if requested.is_empty() {
+        return Ok(granted.to_vec());
+    }
+    if let Some(missing) = requested.iter().find(|s| !granted.contains(s)) {
+        return Err(OAuthError::new(
+            ErrorCode::InvalidScope,
+            format!("scope `{missing}` is not granted to this client for this API"),
+        ));
+    }
+    Ok(requested.to_vec())
+}
+
 fn new_jti() -> String {
     use base64::Engine;
     let mut bytes = [0u8; 16];
@@ -662,4 +669,107 @@ async fn open_store(
         .map_err(|e| err("store", format!("{described}: {e}")))?;
     tracing::info!(store = %described, registry = ?manifest.registry(), "store opened");
     Ok(Some(view))
+}
+
+/// The scope algebra of step 4, as properties: `parse_scope` then
+/// `effective_scopes` on any space-separated request against any grant.
+#[cfg(test)]
+mod scope_algebra {
+    use super::{effective_scopes, parse_scope};
+    use crate::oauth::ErrorCode;
+    use proptest::prelude::*;
+
+    /// A small pool, so requests often hit and often miss a grant.
+    const POOL: &[&str] = &["read:a", "write:a", "admin:a", "read:b", "x", "y.z"];
+
+    /// Tokens from the pool, possibly repeated.
+    fn picks() -> impl Strategy<Value = Vec<&'static str>> {
+        prop::collection::vec(prop::sample::select(POOL), 0..8)
+    }
+
+    /// A grant: distinct pool scopes in some order.
+    fn grant() -> impl Strategy<Value = Vec<String>> {
+        prop::sample::subsequence(POOL, 0..=POOL.len())
+            .prop_shuffle()
+            .prop_map(|g| g.iter().map(|s| s.to_string()).collect())
+    }
+
+    /// `picks` joined by runs of 1–3 spaces, with optional leading and
+    /// trailing spaces (RFC 6749 §3.3 separates by spaces; empty tokens drop).
+    fn joined(picks: &[&str], gaps: &[usize]) -> String {
+        let mut out = " ".repeat(gaps[0] % 2);
+        for (i, p) in picks.iter().enumerate() {
+            if i > 0 {
+                out.push_str(&" ".repeat(1 + gaps[i % gaps.len()] % 3));
+            }
+            out.push_str(p);
+        }
+        out.push_str(&" ".repeat(gaps[gaps.len() - 1] % 2));
+        out
+    }
+
+    fn dedup(picks: &[&str]) -> Vec<String> {
+        let mut out: Vec<String> = Vec::new();
+        for p in picks {
+            if !out.iter().any(|o| o == p) {
+                out.push(p.to_string());
+            }
+        }
+        out
+    }
+
+    proptest! {
+        #[test]
+        fn effective_scopes_are_the_request_within_the_grant(
+            picks in picks(),
+            granted in grant(),
+            gaps in prop::collection::vec(0usize..6, 1..8),
+            absent in any::<bool>(),
+        ) {
+            let text = joined(&picks, &gaps);
+            let scope = if absent && picks.is_empty() { None } else { Some(text.as_str()) };
+            let requested = parse_scope(scope).expect("pool scopes are valid tokens");
+            // Deduplicated, first occurrence's order kept.
+            prop_assert_eq!(&requested, &dedup(&picks));
+            match effective_scopes(&requested, &granted) {
+                Ok(scopes) => {
+                    if requested.is_empty() {
+                        // None requested → all granted, in the grant's order.
+                        prop_assert_eq!(&scopes, &granted);
+                    } else {
+                        // Exactly what was asked, never widened to the grant.
+                        prop_assert_eq!(&scopes, &requested);
+                    }
+                    prop_assert!(scopes.iter().all(|s| granted.contains(s)));
+                    let mut unique = scopes.clone();
+                    unique.sort();
+                    unique.dedup();
+                    prop_assert_eq!(unique.len(), scopes.len());
+                }
+                Err(err) => {
+                    // Refused only for a scope outside the grant, named: the first one asked.
+                    prop_assert_eq!(err.error, ErrorCode::InvalidScope);
+                    let missing = requested.iter().find(|s| !granted.contains(s));
+                    prop_assert!(missing.is_some(), "refused though all were granted: {}", err.error_description);
+                    let named = format!("scope `{}` is not granted", missing.unwrap());
+                    prop_assert!(err.error_description.contains(&named), "{}", err.error_description);
+                }
+            }
+        }
+
+        #[test]
+        fn a_scope_token_with_a_forbidden_character_is_refused(
+            picks in picks(),
+            at in any::<prop::sample::Index>(),
+            bad in prop::sample::select(vec!['"', '\\', '\u{7f}', '\t', 'é', '\u{0}']),
+        ) {
+            // RFC 6749 §3.3: %x21 / %x23-5B / %x5D-7E only.
+            let mut tokens: Vec<String> = picks.iter().map(|p| p.to_string()).collect();
+            let i = at.index(tokens.len() + 1);
+            tokens.insert(i, format!("re{bad}ad"));
+            let text = tokens.join(" ");
+            let err = parse_scope(Some(&text)).expect_err("a forbidden character is refused");
+            prop_assert_eq!(err.error, ErrorCode::InvalidScope);
+        }
+    }
 }
