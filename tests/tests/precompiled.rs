@@ -47,7 +47,7 @@ fn edit_manifest(path: &Path, edit: impl FnOnce(&mut toml::Table)) {
     std::fs::write(path, toml::to_string(&doc).unwrap()).unwrap();
 }
 
-fn precompiled_of<'a>(doc: &'a mut toml::Table, hook: usize) -> &'a mut toml::Table {
+fn precompiled_of(doc: &mut toml::Table, hook: usize) -> &mut toml::Table {
     doc["hooks"].as_array_mut().unwrap()[hook]["precompiled"]
         .as_table_mut()
         .unwrap()
