@@ -12,18 +12,25 @@ rustup target add wasm32-unknown-unknown >/dev/null
 rustup target add aarch64-unknown-linux-gnu >/dev/null
 rustup component add clippy rustfmt >/dev/null 2>&1 || true
 
-step "qemu-aarch64-static and arm64 glibc (tests/tests/arm64.rs runs the arm64 bootstrap)"
-if ! command -v qemu-aarch64-static >/dev/null || [ ! -e /usr/aarch64-linux-gnu/lib/ld-linux-aarch64.so.1 ]; then
+step "system packages (Debian), only those missing"
+# qemu-user-static + libc6-arm64-cross: tests/tests/arm64.rs runs the arm64
+# Lambda bootstrap; chromium + chromium-driver: tests/tests/playground.rs.
+missing=()
+command -v qemu-aarch64-static >/dev/null || missing+=(qemu-user-static)
+[ -e /usr/aarch64-linux-gnu/lib/ld-linux-aarch64.so.1 ] || missing+=(libc6-arm64-cross)
+command -v chromium >/dev/null || missing+=(chromium)
+command -v chromedriver >/dev/null || missing+=(chromium-driver)
+if [ ${#missing[@]} -gt 0 ]; then
     sudo=""; [ "$(id -u)" -eq 0 ] || sudo="sudo"
     $sudo apt-get update -qq
-    $sudo apt-get install -y -qq qemu-user-static libc6-arm64-cross >/dev/null
+    $sudo apt-get install -y -qq "${missing[@]}" >/dev/null
 fi
 
-step "python tools (moto, cfn-lint, cargo-lambda) into .venv"
+step "python tools (moto, cfn-lint, cargo-lambda, zig) into .venv"
 if [ ! -x .venv/bin/python ]; then
     python3 -m venv .venv
 fi
-.venv/bin/pip install --quiet --disable-pip-version-check 'moto[server]' cfn-lint cargo-lambda
+.venv/bin/pip install --quiet --disable-pip-version-check 'moto[server]' cfn-lint cargo-lambda ziglang
 export PATH="$PWD/.venv/bin:$PATH"
 
 step "format"
