@@ -35,6 +35,8 @@ pub struct ChainHook {
     pub reads: EventParts,
     /// Its secrets, refreshed in the background (`hook_secrets`).
     secrets: HookSecrets,
+    /// Where sampled events go, if `capture` is configured.
+    pub capture: Option<crate::capture::Capture>,
 }
 
 impl ChainHook {
@@ -44,25 +46,62 @@ impl ChainHook {
 
     /// Whether this hook runs for this client and API.
     pub fn matches(&self, client_id: &str, api: &str) -> bool {
+        self.filter_miss(client_id, api).is_none()
+    }
+
+    /// Which filter keeps this hook from running for this client and API
+    /// (`match.apis` or `match.clients`); `None` when it runs.
+    pub fn filter_miss(&self, client_id: &str, api: &str) -> Option<&'static str> {
         let filter = &self.config.filter;
-        (filter.apis.is_empty() || filter.apis.iter().any(|a| a == api))
-            && (filter.clients.is_empty() || filter.clients.iter().any(|c| c == client_id))
+        if !(filter.apis.is_empty() || filter.apis.iter().any(|a| a == api)) {
+            Some("match.apis")
+        } else if !(filter.clients.is_empty() || filter.clients.iter().any(|c| c == client_id)) {
+            Some("match.clients")
+        } else {
+            None
+        }
     }
 
     /// Run the hook on the request's event with the token as it stands and
     /// this hook's config and secrets filled in.
     pub fn call(&self, frame: &EventFrame, token: &TokenState) -> HookCall {
+        self.call_with_config(frame, token, &self.config_json)
+    }
+
+    /// [`ChainHook::call`] with another config (JSON text), for `explain`.
+    pub fn call_with_config(
+        &self,
+        frame: &EventFrame,
+        token: &TokenState,
+        config_json: &[u8],
+    ) -> HookCall {
         let secrets = match self.secrets.current() {
             Ok(secrets) => secrets,
             Err(failure) => return hook_secrets::not_run(failure),
         };
         // The buffer holds this hook's secrets: it is dropped after the call,
         // so the next hook never sees them.
-        let json = frame.event_json(self.reads, token, &self.config_json, &secrets.values);
+        let json = frame.event_json(self.reads, token, config_json, &secrets.values);
         let mut call = self.runner.call(&json);
         // Redacted with the values this call was given, before anything reads it.
         secrets.redactor.redact_call(&mut call);
         call
+    }
+
+    /// The manifest's config for this hook, serialized (`null` if none).
+    pub fn config_json(&self) -> &[u8] {
+        &self.config_json
+    }
+
+    /// The whole event as a capture records it: every part, this config,
+    /// and never the hook's secrets.
+    pub fn captured_event(
+        &self,
+        frame: &EventFrame,
+        token: &TokenState,
+        config_json: &[u8],
+    ) -> Vec<u8> {
+        frame.event_json(EventParts::ALL, token, config_json, &Secrets::default())
     }
 
     /// Text about this hook (a policy violation naming its commands) with
@@ -283,12 +322,20 @@ pub async fn load_chain(
         );
         let config_json = serde_json::to_vec(config.config.as_ref().unwrap_or(&Value::Null))
             .expect("config serializes");
+        let capture = match &config.capture {
+            Some(settings) => Some(
+                crate::capture::Capture::open(manifest, config, settings, limits)
+                    .map_err(|(field, message)| err(&format!("capture.{field}"), message))?,
+            ),
+            None => None,
+        };
         chain.push(ChainHook {
             config: config.clone(),
             config_json,
             reads,
             runner: Box::new(module),
             secrets,
+            capture,
         });
     }
     Ok(chain)

@@ -4,9 +4,11 @@
 pub mod audit;
 pub mod aws;
 pub mod cached;
+pub mod capture;
 pub mod cli;
 pub mod clients;
 pub mod engine;
+pub mod explain;
 pub mod hook_secrets;
 pub mod hooks;
 pub mod http;

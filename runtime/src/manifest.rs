@@ -366,6 +366,14 @@ pub struct HookConfig {
     pub sha256: Option<String>,
     #[serde(default)]
     pub on_error: OnError,
+    /// `enforce` (the default) or `shadow`: a shadow hook runs on live
+    /// requests and logs what it would have done ("hook shadow"), but nothing
+    /// it does reaches the token or the response, and `on_error` does not apply.
+    #[serde(default)]
+    pub mode: HookMode,
+    /// Opt-in capture of this hook's events for `tokenhook replay`. Default none.
+    #[serde(default)]
+    pub capture: Option<CaptureConfig>,
     /// Run only for these APIs / clients (empty: all).
     #[serde(default, rename = "match")]
     pub filter: HookMatch,
@@ -386,6 +394,48 @@ pub struct HookConfig {
     /// when it verifies, else the pinned module is compiled with a warning.
     #[serde(default)]
     pub precompiled: Option<PrecompiledConfig>,
+}
+
+/// How a hook's decisions count.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum HookMode {
+    /// Its changes apply, its denies refuse, its failures follow `on_error`.
+    #[default]
+    Enforce,
+    /// It runs and is logged, with would-be changes, denies and failures,
+    /// but the token is issued as if it had not run: a new hook (or version)
+    /// tried on real traffic before it takes effect.
+    Shadow,
+}
+
+/// `hooks[i].capture`: a sample of this hook's events, each with the hook's
+/// outcome, written for `tokenhook replay`. Events are copied off the request
+/// path through a bounded queue: when it is full they are dropped (and
+/// counted), never waited for. The event's `secrets` are never captured.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CaptureConfig {
+    /// Fraction of this hook's calls captured, above 0 and at most 1.
+    pub sample: f64,
+    /// JSON Lines file, relative to the manifest's directory, created 0600.
+    /// On Lambda (`AWS_LAMBDA_RUNTIME_API` set) events go to the log instead,
+    /// as "hook event captured" lines.
+    pub file: PathBuf,
+    /// Fields removed from the event before it is written: JSON Pointers
+    /// (RFC 6901), e.g. "/client/metadata/email", "/context/ip",
+    /// "/token/claims/https:~1~1example.com~1email" (`~1` is `/`). A pointer
+    /// under `/token/` is also removed from the recorded outcome. Default none.
+    #[serde(default)]
+    pub omit: Vec<String>,
+    /// When the file reaches this size it is renamed to `<file>.1` (replacing
+    /// the previous one) and a new file is started, so captures take at most
+    /// twice this on disk. Default "16MiB".
+    #[serde(default)]
+    pub max_size: Option<String>,
+    /// Events that may wait for the writer; more are dropped. Default 1024.
+    #[serde(default)]
+    pub queue: Option<usize>,
 }
 
 /// `hooks[i].precompiled`: an artifact made by `tokenhook bundle --target`,
@@ -801,6 +851,10 @@ impl Manifest {
             if let Some(p) = &hook.precompiled {
                 validate_precompiled(p, hook.sha256.is_some())
                     .map_err(|(field, msg)| self.err(at(&format!("precompiled{field}")), msg))?;
+            }
+            if let Some(capture) = &hook.capture {
+                crate::capture::CaptureSettings::parse(capture)
+                    .map_err(|(field, msg)| self.err(at(&format!("capture.{field}")), msg))?;
             }
             for (j, api) in hook.filter.apis.iter().enumerate() {
                 if !api_ids.contains(api.as_str()) {

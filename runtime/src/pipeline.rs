@@ -9,14 +9,17 @@ use std::sync::Arc;
 use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
 use serde_json::{Map, Value, json};
-use tokenhook_sdk::wire::{ABI_VERSION, Api, Client, Event, TokenState, Trigger};
+use tokenhook_sdk::wire::{ABI_VERSION, Api, Client, Event, RequestContext, TokenState, Trigger};
 
+use crate::capture::Verdict;
 use crate::clients::{ClientGuard, KnownClient, Refusal, SecretHash};
-use crate::engine::HookEngine;
+use crate::engine::{HookEngine, Limits};
+use crate::explain::Trace;
 use crate::hooks::{ChainHook, EventFrame, load_chain, log_hook_line};
 use crate::keys::{KeySet, KeySource, parse_algorithm, stored};
 use crate::manifest::{
-    Checked, KeysConfig, Manifest, ManifestError, OnError, Overrides, RegistrySource, StoreLocation,
+    ApiConfig, Checked, HookMode, KeysConfig, Manifest, ManifestError, OnError, Overrides,
+    RegistrySource, StoreLocation,
 };
 use crate::oauth::{ClientAuth, ErrorCode, OAuthError, TokenRequest, TokenResponse};
 use crate::policy::{self, Applied, Rules};
@@ -226,11 +229,30 @@ impl Issuer {
         }
         // 2. Client authentication.
         let client = self.authenticate(&req.client).await?;
+        // 3–4. API, grant, scopes.
+        let target = self
+            .target(&client, req.audience.as_deref(), req.scope.as_deref())
+            .await?;
+        let api = &target.api.identifier;
+        // 5. Hooks.
+        let token = self
+            .run_hooks(&client, target, &req.request_id, &req.context, None)
+            .await?;
+        // 6. Sign.
+        self.sign(&client.id, api, token).await
+    }
+
+    /// Steps 3 and 4 of a request: the API, the client's grant for it (not
+    /// cut off), and the scopes the token starts with.
+    pub(crate) async fn target<'a>(
+        &'a self,
+        client: &'a KnownClient,
+        audience: Option<&str>,
+        scope: Option<&str>,
+    ) -> Result<Target<'a>, OAuthError> {
         // 3. API and grant.
-        let api_id = req
-            .audience
-            .as_deref()
-            .ok_or_else(|| invalid_request("audience (or resource) is required"))?;
+        let api_id =
+            audience.ok_or_else(|| invalid_request("audience (or resource) is required"))?;
         let api = self.manifest.api(api_id).ok_or_else(|| {
             OAuthError::new(
                 ErrorCode::InvalidTarget,
@@ -248,18 +270,37 @@ impl Issuer {
             )
         })?;
         // 4. Scopes: requested ∩ granted; none requested → all granted.
-        let requested = parse_scope(req.scope.as_deref())?;
+        let requested = parse_scope(scope)?;
         let scopes = effective_scopes(&requested, granted)?;
-        // 5. Hooks, in manifest order, each followed by host policy. The event
-        // is serialized once; each hook gets it with the token as it stands.
-        let mut token = TokenState {
+        Ok(Target {
+            api,
+            granted,
+            requested,
             scopes,
+        })
+    }
+
+    /// Step 5 of a request: the hooks, in manifest order, each followed by
+    /// host policy. Issuance and `explain` share it; `trace` (explain only)
+    /// records each step and may replace hooks' configs, nothing else. The
+    /// event is serialized once; each hook gets it with the token as it stands.
+    pub(crate) async fn run_hooks(
+        &self,
+        client: &KnownClient,
+        target: Target<'_>,
+        request_id: &str,
+        context: &RequestContext,
+        mut trace: Option<&mut Trace>,
+    ) -> Result<TokenState, OAuthError> {
+        let (api, granted) = (target.api, target.granted);
+        let mut token = TokenState {
+            scopes: target.scopes,
             claims: Map::new(),
         };
         let frame = EventFrame::new(Event {
             version: ABI_VERSION,
             trigger: Trigger::ClientCredentials,
-            request_id: req.request_id.clone(),
+            request_id: request_id.to_string(),
             client: Client {
                 id: client.id.clone(),
                 name: client.name.clone(),
@@ -269,9 +310,9 @@ impl Issuer {
                 identifier: api.identifier.clone(),
                 scopes: api.scopes.clone(),
             },
-            requested_scopes: requested,
+            requested_scopes: target.requested,
             granted_scopes: granted.clone(),
-            context: req.context.clone(),
+            context: context.clone(),
             ..Event::default()
         });
         let rules = Rules {
@@ -282,15 +323,31 @@ impl Issuer {
             api_scopes: &api.scopes,
             granted_scopes: granted,
         };
-        for hook in &self.hooks {
-            if !hook.matches(&client.id, &api.identifier) {
-                tracing::info!(request_id = %req.request_id, hook = hook.name(), "hook skipped: filter does not match");
+        for (i, hook) in self.hooks.iter().enumerate() {
+            if let Some(filter) = hook.filter_miss(&client.id, &api.identifier) {
+                tracing::info!(
+                    request_id,
+                    hook = hook.name(),
+                    filter,
+                    "hook skipped: filter does not match"
+                );
+                if let Some(trace) = trace.as_deref_mut() {
+                    trace.skipped(hook, filter);
+                }
                 continue;
             }
-            self.run_hook(hook, &frame, &mut token, &req.request_id, &rules)?;
+            let limits = &self.checked.hook_limits[i];
+            self.run_hook(
+                hook,
+                limits,
+                &frame,
+                &mut token,
+                request_id,
+                &rules,
+                trace.as_deref_mut(),
+            )?;
         }
-        // 6. Sign.
-        self.sign(&client.id, &api.identifier, token).await
+        Ok(token)
     }
 
     /// Who is calling: a client of the registry (manifest or store) whose
@@ -369,15 +426,23 @@ impl Issuer {
 
     /// Run one hook and apply its commands under policy. A deny command ends
     /// the request with the hook's error; a failure is handled by `on_error`.
+    /// A shadow hook's outcome is logged and captured, never applied.
+    #[allow(clippy::too_many_arguments)]
     fn run_hook(
         &self,
         hook: &ChainHook,
+        limits: &Limits,
         frame: &EventFrame,
         token: &mut TokenState,
         request_id: &str,
         rules: &Rules<'_>,
+        trace: Option<&mut Trace>,
     ) -> Result<(), OAuthError> {
-        let call = hook.call(frame, token);
+        let config_json = match &trace {
+            Some(trace) => trace.config_for(hook),
+            None => hook.config_json(),
+        };
+        let call = hook.call_with_config(frame, token, config_json);
         if call.logs_dropped > 0 {
             tracing::warn!(
                 request_id,
@@ -395,59 +460,88 @@ impl Issuer {
             );
         }
         let usage = call.usage;
-        let failure = match call.outcome {
+        let outcome = match call.outcome {
             Ok(commands) => {
                 match policy::apply(token, commands, &hook.config.capabilities, rules) {
-                    Ok(Applied::Changed(changed, changes)) => {
-                        tracing::info!(
-                            request_id, hook = hook.name(), duration_us = usage.wall_time.as_micros() as u64,
-                            fuel_used = usage.fuel_used, memory_peak = usage.memory_peak,
-                            // Space-separated, like OAuth's `scope`: plain strings that log queries can match.
-                            scopes_added = %changes.scopes_added.join(" "), scopes_removed = %changes.scopes_removed.join(" "),
-                            claims_set = %changes.claims_set.join(" "), claims_removed = %changes.claims_removed.join(" "),
-                            "hook applied"
-                        );
-                        *token = changed;
-                        return Ok(());
-                    }
-                    Ok(Applied::Denied(deny)) => {
-                        tracing::info!(
-                            request_id, hook = hook.name(), duration_us = usage.wall_time.as_micros() as u64,
-                            fuel_used = usage.fuel_used, error = deny.error.as_str(), description = %deny.description,
-                            "hook denied the request"
-                        );
-                        let code = match deny.error {
-                            tokenhook_sdk::wire::DenyCode::AccessDenied => ErrorCode::AccessDenied,
-                            tokenhook_sdk::wire::DenyCode::InvalidScope => ErrorCode::InvalidScope,
-                            tokenhook_sdk::wire::DenyCode::UnauthorizedClient => {
-                                ErrorCode::UnauthorizedClient
-                            }
-                        };
-                        return Err(OAuthError::new(code, deny.description));
-                    }
-                    Err(violation) => ("policy_violation", violation),
+                    Ok(applied) => Ok(applied),
+                    Err(violation) => Err(("policy_violation", hook.redact(&violation))),
                 }
             }
-            Err(failure) => (failure.kind.as_str(), failure.message),
+            Err(failure) => Err((failure.kind.as_str(), hook.redact(&failure.message))),
         };
-        let (kind, cause) = failure;
-        let cause = hook.redact(&cause);
+        // Explain runs are not traffic: no capture.
+        if let Some(capture) = &hook.capture
+            && trace.is_none()
+            && capture.sampled()
+        {
+            let event = hook.captured_event(frame, token, config_json);
+            capture.send(event, verdict(&outcome), usage);
+        }
+        if let Some(trace) = trace {
+            trace.ran(hook, limits, token, &outcome, usage, &call.logs);
+        }
+        let duration_us = usage.wall_time.as_micros() as u64;
+        if hook.config.mode == HookMode::Shadow {
+            // What it would have done, with the fields of "hook applied";
+            // the token goes on as if the hook had not run.
+            let none = policy::Changes::default();
+            let (changes, would_deny, description, would_fail, cause) = match &outcome {
+                Ok(Applied::Changed(_, changes)) => (changes, None, None, None, None),
+                Ok(Applied::Denied(deny)) => (
+                    &none,
+                    Some(deny.error.as_str()),
+                    Some(deny.description.as_str()),
+                    None,
+                    None,
+                ),
+                Err((kind, cause)) => (&none, None, None, Some(*kind), Some(cause.as_str())),
+            };
+            tracing::info!(
+                request_id, hook = hook.name(), duration_us,
+                fuel_used = usage.fuel_used, memory_peak = usage.memory_peak,
+                scopes_added = %changes.scopes_added.join(" "), scopes_removed = %changes.scopes_removed.join(" "),
+                claims_set = %changes.claims_set.join(" "), claims_removed = %changes.claims_removed.join(" "),
+                would_deny, description, would_fail, cause,
+                "hook shadow"
+            );
+            return Ok(());
+        }
+        let (kind, cause) = match outcome {
+            Ok(Applied::Changed(changed, changes)) => {
+                tracing::info!(
+                    request_id, hook = hook.name(), duration_us,
+                    fuel_used = usage.fuel_used, memory_peak = usage.memory_peak,
+                    // Space-separated, like OAuth's `scope`: plain strings that log queries can match.
+                    scopes_added = %changes.scopes_added.join(" "), scopes_removed = %changes.scopes_removed.join(" "),
+                    claims_set = %changes.claims_set.join(" "), claims_removed = %changes.claims_removed.join(" "),
+                    "hook applied"
+                );
+                *token = changed;
+                return Ok(());
+            }
+            Ok(Applied::Denied(deny)) => {
+                tracing::info!(
+                    request_id, hook = hook.name(), duration_us,
+                    fuel_used = usage.fuel_used, error = deny.error.as_str(), description = %deny.description,
+                    "hook denied the request"
+                );
+                return Err(deny_error(deny));
+            }
+            Err(failure) => failure,
+        };
         match hook.config.on_error {
             OnError::Deny => {
                 tracing::error!(
                     request_id, hook = hook.name(), kind, cause = %cause, on_error = "deny",
-                    duration_us = usage.wall_time.as_micros() as u64, fuel_used = usage.fuel_used,
+                    duration_us, fuel_used = usage.fuel_used,
                     "hook failed; request denied"
                 );
-                Err(OAuthError::new(
-                    ErrorCode::ServerError,
-                    format!("the token could not be issued (request id {request_id})"),
-                ))
+                Err(hook_failed(request_id))
             }
             OnError::Skip => {
                 tracing::warn!(
                     request_id, hook = hook.name(), kind, cause = %cause, on_error = "skip",
-                    duration_us = usage.wall_time.as_micros() as u64, fuel_used = usage.fuel_used,
+                    duration_us, fuel_used = usage.fuel_used,
                     "hook failed; its changes were skipped"
                 );
                 Ok(())
@@ -462,6 +556,30 @@ impl Issuer {
         token: TokenState,
     ) -> Result<TokenResponse, OAuthError> {
         let keys = self.key_set().await?;
+        let lifetime = self.checked.token_lifetime.as_secs();
+        let (claims, scope, jti) = self.token_claims(client_id, api, token);
+        let access_token = keys.active.sign(&Value::Object(claims)).map_err(|e| {
+            tracing::error!(error = %e, kid = %keys.active.kid, "signing failed");
+            OAuthError::new(ErrorCode::ServerError, "the token could not be signed")
+        })?;
+        Ok(TokenResponse {
+            access_token,
+            token_type: "Bearer",
+            expires_in: lifetime,
+            scope,
+            jti,
+            kid: keys.active.kid.clone(),
+        })
+    }
+
+    /// The claims a token is signed with (also what `explain` shows), its
+    /// `scope` and its `jti`.
+    pub(crate) fn token_claims(
+        &self,
+        client_id: &str,
+        api: &str,
+        token: TokenState,
+    ) -> (Map<String, Value>, String, String) {
         let lifetime = self.checked.token_lifetime.as_secs();
         let now = SystemTime::now()
             .duration_since(UNIX_EPOCH)
@@ -484,18 +602,7 @@ impl Issuer {
         }
         let jti = new_jti();
         claims.insert("jti".into(), json!(jti));
-        let access_token = keys.active.sign(&Value::Object(claims)).map_err(|e| {
-            tracing::error!(error = %e, kid = %keys.active.kid, "signing failed");
-            OAuthError::new(ErrorCode::ServerError, "the token could not be signed")
-        })?;
-        Ok(TokenResponse {
-            access_token,
-            token_type: "Bearer",
-            expires_in: lifetime,
-            scope,
-            jti,
-            kid: keys.active.kid.clone(),
-        })
+        (claims, scope, jti)
     }
 
     /// RFC 8414 authorization server metadata for `base_url` (where this
@@ -526,6 +633,55 @@ fn warn_distinguishable(clients: &HashMap<String, Arc<KnownClient>>) {
         if client.hash.cost_differs_from_default() {
             tracing::warn!(client_id = %client.id, "argon2id cost differs from the default (m=19456,t=2,p=1): refusals for this client differ in time from those for unknown ids; hash its secret again with `tokenhook secret hash`");
         }
+    }
+}
+
+/// What the steps between authentication and the hooks settled: the API,
+/// the client's grant for it, the scopes asked for and those the token starts with.
+pub(crate) struct Target<'a> {
+    pub api: &'a ApiConfig,
+    pub granted: &'a Vec<String>,
+    pub requested: Vec<String>,
+    pub scopes: Vec<String>,
+}
+
+/// One hook call after policy: the changed token, or a deny; `Err` is a
+/// failure (kind, cause with the hook's secrets blanked).
+pub(crate) type HookOutcome = Result<Applied, (&'static str, String)>;
+
+/// A hook's deny as the client's OAuth error.
+pub(crate) fn deny_error(deny: tokenhook_sdk::wire::Deny) -> OAuthError {
+    let code = match deny.error {
+        tokenhook_sdk::wire::DenyCode::AccessDenied => ErrorCode::AccessDenied,
+        tokenhook_sdk::wire::DenyCode::InvalidScope => ErrorCode::InvalidScope,
+        tokenhook_sdk::wire::DenyCode::UnauthorizedClient => ErrorCode::UnauthorizedClient,
+    };
+    OAuthError::new(code, deny.description)
+}
+
+/// A failed hook under `on_error = "deny"`: the cause stays in the log.
+fn hook_failed(request_id: &str) -> OAuthError {
+    OAuthError::new(
+        ErrorCode::ServerError,
+        format!("the token could not be issued (request id {request_id})"),
+    )
+}
+
+/// A hook outcome as a capture records it.
+fn verdict(outcome: &HookOutcome) -> Verdict {
+    match outcome {
+        Ok(Applied::Changed(token, _)) => Verdict::Applied {
+            scopes: token.scopes.clone(),
+            claims: token.claims.clone(),
+        },
+        Ok(Applied::Denied(deny)) => Verdict::Denied {
+            error: deny.error,
+            description: deny.description.clone(),
+        },
+        Err((kind, cause)) => Verdict::Failed {
+            kind: kind.to_string(),
+            cause: cause.clone(),
+        },
     }
 }
 

@@ -1,9 +1,11 @@
 //! The `tokenhook` command line: a thin layer over the library.
 
 mod bundle;
+mod explain;
 mod hook;
 mod keys;
 mod registry;
+mod replay;
 mod scaffold;
 mod secret;
 mod serve;
@@ -43,6 +45,10 @@ enum Command {
     Clients(registry::ClientsArgs),
     /// Grants in the store: add, remove.
     Grants(registry::GrantsArgs),
+    /// Run the configured hook chain for one request without signing, and say what each hook did.
+    Explain(explain::ExplainArgs),
+    /// Run captured hook events through a new module and report how outcomes change.
+    Replay(replay::ReplayArgs),
 }
 
 /// Parse the command line and run it.
@@ -64,6 +70,8 @@ pub fn main() -> ExitCode {
         Command::Bundle(args) => bundle::run(args),
         Command::Clients(args) => registry::run_clients(args),
         Command::Grants(args) => registry::run_grants(args),
+        Command::Explain(args) => explain::run(args),
+        Command::Replay(args) => replay::run(args),
     }
 }
 
