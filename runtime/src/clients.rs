@@ -74,7 +74,7 @@ impl SecretHash {
 
     /// An argon2id hash whose cost differs from [`hash_argon2`]'s (the cost of
     /// the dummy verification for unknown ids): a failed attempt on it takes
-    /// a different time than one on an unknown id. `None` for `sha256:`.
+    /// a different time than one on an unknown id. False for `sha256:`.
     pub fn cost_differs_from_default(&self) -> bool {
         let SecretHash::Argon2(phc) = self else {
             return false;

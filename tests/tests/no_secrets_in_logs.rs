@@ -337,10 +337,9 @@ on_error = "skip"
         ("d hex", d_hex),
     ];
     // Every 24-character piece of the PEM body.
-    for (i, chunk) in der_b64.as_bytes().chunks(24).enumerate() {
+    for chunk in der_b64.as_bytes().chunks(24) {
         if chunk.len() == 24 {
             secrets.push(("pem body", String::from_utf8(chunk.to_vec()).unwrap()));
-            let _ = i;
         }
     }
     // Percent- and JSON-escaped forms of the argon2 secret too.
