@@ -34,18 +34,30 @@ pub struct DirectInvoke {
 
 /// Serve Lambda events until the runtime stops us.
 pub async fn run(current: CurrentIssuer) -> Result<(), lambda_runtime::Error> {
-    let app = router(current.clone()).layer(axum::middleware::map_request(from_event));
+    let app = http_app(current.clone(), crate::metrics::lambda_route_enabled());
     let current = Arc::new(current);
     lambda_runtime::run(service_fn(move |event: LambdaEvent<Value>| {
         let (app, current) = (app.clone(), current.clone());
         async move {
             let started = std::time::Instant::now();
             let response = handle(event, app, &current).await;
+            // Before answering: once answered, the environment may be frozen.
+            crate::metrics::flush_emf();
             crate::startup::request_done(started.elapsed());
             response
         }
     }))
     .await
+}
+
+/// The router Lambda HTTP events go to: the HTTP door, plus `GET /metrics`
+/// only when `metrics_route` (off by default: on Lambda, metrics are EMF lines).
+pub fn http_app(current: CurrentIssuer, metrics_route: bool) -> axum::Router {
+    let mut app = router(current);
+    if metrics_route {
+        app = app.merge(crate::metrics::routes());
+    }
+    app.layer(axum::middleware::map_request(from_event))
 }
 
 async fn handle(

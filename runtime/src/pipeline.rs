@@ -212,6 +212,7 @@ impl Issuer {
                 elapsed_us,
             ),
         }
+        crate::metrics::token_outcome(req, &result);
         result
     }
 
@@ -325,7 +326,8 @@ impl Issuer {
         };
         for (i, hook) in self.hooks.iter().enumerate() {
             if let Some(filter) = hook.filter_miss(&client.id, &api.identifier) {
-                tracing::info!(
+                // Routine, and says nothing on its own: debug.
+                tracing::debug!(
                     request_id,
                     hook = hook.name(),
                     filter,
@@ -469,7 +471,10 @@ impl Issuer {
             }
             Err(failure) => Err((failure.kind.as_str(), hook.redact(&failure.message))),
         };
-        // Explain runs are not traffic: no capture.
+        // Explain runs are not traffic: no metrics, no capture.
+        if trace.is_none() {
+            crate::metrics::hook_outcome(hook.name(), &outcome, &usage);
+        }
         if let Some(capture) = &hook.capture
             && trace.is_none()
             && capture.sampled()

@@ -16,14 +16,48 @@ use crate::pipeline::{Issuer, Services, SourceFiles};
 /// How often the manifest and hook files are checked for changes.
 pub const WATCH_INTERVAL: Duration = Duration::from_secs(1);
 
+/// Optional routes of the local server.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct ServeOptions {
+    /// `GET /metrics` (Prometheus text; 404 unless a Prometheus recorder is installed).
+    pub metrics: bool,
+    /// The playground page and its API (`playground.rs`; loopback peers only).
+    pub playground: bool,
+}
+
 pub async fn serve(
     listener: TcpListener,
     manifest_path: PathBuf,
     services: Services,
     current: CurrentIssuer,
 ) -> std::io::Result<()> {
+    serve_with(
+        listener,
+        manifest_path,
+        services,
+        current,
+        ServeOptions::default(),
+    )
+    .await
+}
+
+/// [`serve`] with optional routes.
+pub async fn serve_with(
+    listener: TcpListener,
+    manifest_path: PathBuf,
+    services: Services,
+    current: CurrentIssuer,
+    options: ServeOptions,
+) -> std::io::Result<()> {
     tokio::spawn(watch_manifest(manifest_path, services, current.clone()));
-    let app = router(current)
+    let mut app = router(current.clone());
+    if options.metrics {
+        app = app.merge(crate::metrics::routes());
+    }
+    if options.playground {
+        app = app.merge(crate::playground::routes(current));
+    }
+    let app = app
         .layer(middleware::from_fn(peer_ip))
         .layer(middleware::from_fn(first_request));
     axum::serve(

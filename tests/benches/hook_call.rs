@@ -6,7 +6,8 @@
 //! - `sign_only`: the baseline, one ES256 access token.
 //! - `instantiate`: a fresh instance from the pre-linked `InstancePre` (pooling allocator).
 //! - `hook_call/tenant_claims`: one full call, ~1 KB event in, commands out.
-//! - `issue/no_hooks` vs `issue/four_hooks`: the whole pipeline in process.
+//! - `issue/no_hooks` vs `issue/four_hooks`: the whole pipeline in process;
+//!   `issue/four_hooks_metrics` the same with the Prometheus recorder installed.
 
 use std::hint::black_box;
 
@@ -133,7 +134,16 @@ fn pipeline(c: &mut Criterion) {
         },
     };
     let mut group = c.benchmark_group("issue");
-    for (name, hooks) in [("no_hooks", false), ("four_hooks", true)] {
+    for (name, hooks, metrics) in [
+        ("no_hooks", false, false),
+        ("four_hooks", true, false),
+        ("four_hooks_metrics", true, true),
+    ] {
+        if metrics {
+            // Recording is a no-op until a recorder is installed (as the
+            // server does); from here on every request records its metrics.
+            tokenhook::metrics::install_prometheus().expect("first recorder");
+        }
         let (issuer, _dir) = issuer(hooks);
         group.bench_function(name, |b| {
             b.iter(|| rt.block_on(issuer.issue(black_box(&request))).unwrap())
@@ -187,6 +197,7 @@ fn report_ratios(started: std::time::SystemTime) {
         ("hook_call_tenant_claims", "hook_call/tenant_claims"),
         ("issue/no_hooks", "issue/no_hooks"),
         ("issue/four_hooks", "issue/four_hooks"),
+        ("issue/four_hooks_metrics", "issue/four_hooks_metrics"),
     ] {
         if let Some(ns) = estimate_ns(id) {
             println!("  {name:24} {:8.1} µs  {:5.2}x", ns / 1e3, ns / baseline);

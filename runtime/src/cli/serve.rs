@@ -29,6 +29,14 @@ pub struct ServeArgs {
     /// Keep compiled hooks here between runs (a directory only tokenhook can write).
     #[arg(long, env = "TOKENHOOK_HOOK_CACHE")]
     hook_cache: Option<PathBuf>,
+    /// Serve the playground page at /playground (loopback listen addresses only;
+    /// its API answers loopback clients only).
+    #[arg(long)]
+    playground: bool,
+    /// Allow --playground on a non-loopback listen address (the page still
+    /// answers loopback clients only).
+    #[arg(long, requires = "playground")]
+    playground_force: bool,
 }
 
 impl ServeArgs {
@@ -39,6 +47,8 @@ impl ServeArgs {
             manifest: var("TOKENHOOK_MANIFEST").unwrap_or_else(|| "manifest.toml".into()),
             listen: SocketAddr::from(([127, 0, 0, 1], 8080)),
             hook_cache: var("TOKENHOOK_HOOK_CACHE"),
+            playground: false,
+            playground_force: false,
         }
     }
 }
@@ -51,6 +61,24 @@ pub fn in_lambda() -> bool {
 pub fn run(args: ServeArgs) -> ExitCode {
     let started = Instant::now();
     super::init_logging();
+    if args.playground
+        && !args.playground_force
+        && !crate::playground::is_loopback(args.listen.ip())
+    {
+        eprintln!(
+            "error: --playground runs hooks for anyone who can reach it; listen on a loopback address (127.0.0.1, [::1]) or add --playground-force"
+        );
+        return ExitCode::from(2);
+    }
+    // Metrics: EMF lines on Lambda, Prometheus text at /metrics locally.
+    let installed = if in_lambda() {
+        crate::metrics::install_emf(crate::metrics::lambda_route_enabled())
+    } else {
+        crate::metrics::install_prometheus()
+    };
+    if let Err(e) = installed {
+        tracing::warn!(error = %e, "metrics are not recorded");
+    }
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -124,7 +152,14 @@ pub fn run(args: ServeArgs) -> ExitCode {
         };
         let addr = listener.local_addr().expect("bound address");
         print_banner(&current.get(), addr);
-        match crate::serve::serve(listener, args.manifest, services, current).await {
+        let options = crate::serve::ServeOptions {
+            metrics: true,
+            playground: args.playground,
+        };
+        if args.playground {
+            println!("playground: http://{addr}/playground");
+        }
+        match crate::serve::serve_with(listener, args.manifest, services, current, options).await {
             Ok(()) => ExitCode::SUCCESS,
             Err(e) => {
                 eprintln!("error: {e}");
