@@ -112,6 +112,9 @@ async fn watch_manifest(path: PathBuf, services: Services, current: CurrentIssue
                 "file change"
             }
         };
+        // What this attempt reads: a change made while it loads differs from
+        // it, so a refused load is retried once the files change again.
+        let attempted = SourceFiles::read(&path);
         match Issuer::load(&path, &services).await {
             Ok(issuer) => {
                 let hooks = issuer.hook_names().join(", ");
@@ -121,7 +124,7 @@ async fn watch_manifest(path: PathBuf, services: Services, current: CurrentIssue
             }
             Err(err) => {
                 // Do not retry until something changes again.
-                seen = SourceFiles::read(&path);
+                seen = attempted;
                 tracing::error!(manifest = %path.display(), reason, error = %err, "manifest refused; the running configuration stays");
             }
         }
