@@ -1,10 +1,13 @@
 #!/usr/bin/env python3
 """Cold start, measured from outside: process start -> first signed token.
 
-Usage: python3 tests/cold_start.py [BINARY] [RUNS]
+Usage: python3 tests/cold_start.py [BINARY] [RUNS] [OTHER_BINARY ...]
   BINARY  the tokenhook binary (default target/release/tokenhook; build it with
           `cargo build --release -p tokenhook` and the hooks with `cargo hooks`)
   RUNS    runs per variant (default 15)
+  OTHER_BINARY  more builds to compare A/B in the same run: each bundles with
+          itself, and runs alternate between the binaries, so machine load
+          affects them alike
 
 Bundles examples/manifest.toml twice into a temporary directory: with every hook
 precompiled for this machine (`bundle --target native`) and, as the baseline,
@@ -119,23 +122,36 @@ def one_run(binary, manifest):
 
 
 def main():
-    binary = os.path.abspath(sys.argv[1] if len(sys.argv) > 1 else os.path.join(ROOT, "target/release/tokenhook"))
+    first = sys.argv[1] if len(sys.argv) > 1 else os.path.join(ROOT, "target/release/tokenhook")
     runs = int(sys.argv[2]) if len(sys.argv) > 2 else 15
+    binaries = [os.path.abspath(b) for b in [first] + sys.argv[3:]]
     with tempfile.TemporaryDirectory() as tmp:
-        precompiled = bundle(binary, tmp, "native", os.path.join(tmp, "bundle"))
-        compiled = without_precompiled(precompiled, os.path.join(tmp, "bundle", "compiled.toml"))
-        one_run(binary, precompiled)  # generates the dev key once
-        for name, manifest in [("precompiled", precompiled), ("compiled", compiled)]:
-            times, last = [], None
-            for _ in range(runs):
-                t, last = one_run(binary, manifest)
-                times.append(t)
+        variants = []  # (binary, variant name, manifest)
+        for i, binary in enumerate(binaries):
+            work = os.path.join(tmp, str(i))
+            os.mkdir(work)
+            precompiled = bundle(binary, work, "native", os.path.join(work, "bundle"))
+            compiled = without_precompiled(precompiled, os.path.join(work, "bundle", "compiled.toml"))
+            one_run(binary, precompiled)  # generates the dev key once
+            variants += [(binary, "precompiled", precompiled), (binary, "compiled", compiled)]
+        times = {id(v): [] for v in variants}
+        last = {}
+        # Interleaved: run k of every variant before run k+1 of any.
+        for _ in range(runs):
+            for v in variants:
+                t, last[id(v)] = one_run(v[0], v[2])
+                times[id(v)].append(t)
+        for v in variants:
+            binary, name, _ = v
+            ts = times[id(v)]
+            if len(binaries) > 1:
+                print(binary)
             print(
-                f"{name:12} process start -> first token: min {min(times):.1f} ms, "
-                f"median {statistics.median(times):.1f} ms, max {max(times):.1f} ms ({runs} runs)"
+                f"{name:12} process start -> first token: min {min(ts):.1f} ms, "
+                f"median {statistics.median(ts):.1f} ms, max {max(ts):.1f} ms ({runs} runs)"
             )
-            if last:
-                print(f"{'':12} issuer's breakdown (last run): {json.dumps(last['fields'])}")
+            if last.get(id(v)):
+                print(f"{'':12} issuer's breakdown (last run): {json.dumps(last[id(v)]['fields'])}")
 
 
 if __name__ == "__main__":
