@@ -95,13 +95,28 @@ pub fn decode(payload: Value) -> Result<Decoded, String> {
     if payload.get("tokenhook").is_some() {
         return Ok(Decoded::Direct(payload));
     }
-    serde_json::from_value(payload)
-        .map(|request| Decoded::Http(Box::new(request)))
-        .map_err(|e| {
+    let parse = |payload: Value| {
+        serde_json::from_value::<LambdaRequest>(payload).map_err(|e| {
             format!(
                 "not an HTTP event (API Gateway, Function URL, ALB) nor a tokenhook direct invoke: {e}"
             )
         })
+    };
+    // lambda_http builds the `http::Request` with `unwrap`/`expect`: it panics
+    // on a body marked base64 that is not, a Host or X-Forwarded-Proto that
+    // makes no URL, a query no URI holds (found by fuzzing, tests/fuzz). AWS
+    // sends none of these, but a panic is no answer: convert a copy first and
+    // refuse the event as malformed if that panics. Costs one more parse of
+    // an event of a few KiB.
+    let probe = parse(payload.clone())?;
+    let converts = std::panic::catch_unwind(std::panic::AssertUnwindSafe(move || {
+        drop(lambda_http::Request::from(probe))
+    }));
+    if converts.is_err() {
+        return Err("malformed HTTP event: lambda_http cannot turn it into an HTTP request (body marked base64 but not, or no valid URL)".into());
+    }
+    let request = parse(payload)?;
+    Ok(Decoded::Http(Box::new(request)))
 }
 
 /// The token request a direct invoke asks for, or the OAuth error to answer
@@ -264,6 +279,35 @@ pub async fn report_init_error(error_type: &str, message: &str) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Found by fuzzing (tests/fuzz, target lambda_event): lambda_http panics
+    /// turning these events into HTTP requests. `decode` refuses them as
+    /// malformed instead; a well-formed event still decodes.
+    #[test]
+    fn events_lambda_http_cannot_convert_are_refused_not_panicked_on() {
+        let alb = |host: &str, body: &str| {
+            json!({
+                "requestContext": {"elb": {"targetGroupArn": "arn:aws:elasticloadbalancing:us-east-1:123456789012:targetgroup/t/6d0ecf831eec9f09"}},
+                "httpMethod": "POST", "path": "/oauth/token", "queryStringParameters": {},
+                "headers": {"content-type": "application/x-www-form-urlencoded", "host": host},
+                "body": body, "isBase64Encoded": true
+            })
+        };
+        let good = "Z3JhbnRfdHlwZT1jbGllbnRfY3JlZGVudGlhbHM=";
+        assert!(matches!(
+            decode(alb("auth.example.com", good)),
+            Ok(Decoded::Http(_))
+        ));
+        for event in [
+            alb("auth.example.com", "Z3JhbnRfdHlwZT1jbGllbR0cHMlM0E="),
+            alb("auth.exam]ple.com", good),
+        ] {
+            match decode(event) {
+                Err(message) => assert!(message.starts_with("malformed HTTP event"), "{message}"),
+                Ok(_) => panic!("a malformed event was accepted"),
+            }
+        }
+    }
 
     /// Direct-invoke errors echo the payload; their descriptions must keep to
     /// RFC 6749's character set like every other error.

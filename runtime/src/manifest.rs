@@ -513,6 +513,8 @@ pub struct Checked {
     pub max_claims_size: u64,
     pub hook_limits: Vec<Limits>,
     pub store: Option<(StoreLocation, crate::store::view::ViewSettings)>,
+    /// `[client_auth]` with defaults filled in.
+    pub client_guard: crate::clients::GuardSettings,
 }
 
 /// Deployment settings that replace the manifest's own, so one manifest
@@ -527,6 +529,8 @@ pub struct Overrides {
     pub keyset_secret_id: Option<String>,
     /// `TOKENHOOK_STORE_TABLE`: use this DynamoDB table as the store.
     pub store_table: Option<String>,
+    /// `TOKENHOOK_TRUSTED_PROXY_HOPS`: `http.trusted_proxy_hops`.
+    pub trusted_proxy_hops: Option<String>,
 }
 
 impl Overrides {
@@ -543,6 +547,7 @@ impl Overrides {
             }),
             keyset_secret_id: var("TOKENHOOK_KEYSET_SECRET_ID"),
             store_table: var("TOKENHOOK_STORE_TABLE"),
+            trusted_proxy_hops: var("TOKENHOOK_TRUSTED_PROXY_HOPS"),
         }
     }
 
@@ -571,8 +576,6 @@ impl Overrides {
         if let Some(secret_id) = &self.keyset_secret_id {
             let (cache_ttl, max_stale) = match &manifest.keys {
                 KeysConfig::Secretsmanager {
-    /// `[client_auth]` with defaults filled in.
-    pub client_guard: crate::clients::GuardSettings,
                     cache_ttl,
                     max_stale,
                     ..
@@ -585,10 +588,9 @@ impl Overrides {
                 max_stale,
             };
         }
+        Ok(())
     }
 }
-    /// `TOKENHOOK_TRUSTED_PROXY_HOPS`: `http.trusted_proxy_hops`.
-    pub trusted_proxy_hops: Option<String>,
 
 impl Manifest {
     /// Read and parse a manifest file; then [`Manifest::validate`] it.
@@ -605,7 +607,6 @@ impl Manifest {
             file: path.to_path_buf(),
             field: String::new(),
             message: format!("cannot read: {e}"),
-            trusted_proxy_hops: var("TOKENHOOK_TRUSTED_PROXY_HOPS"),
         })?;
         let mut manifest = Manifest::parse(&text, path)?;
         overrides.apply(&mut manifest)?;
@@ -638,7 +639,6 @@ impl Manifest {
                     field: if field == "." { String::new() } else { field },
                     message: e.into_inner().to_string().trim_end().replace('\n', " "),
                 }
-        Ok(())
             })?;
         manifest.path = path.to_path_buf();
         Ok(manifest)
@@ -901,6 +901,7 @@ impl Manifest {
             }
             hook_limits.push(limits);
         }
+        let client_guard = self.client_guard()?;
         Ok(Checked {
             token_lifetime,
             hook_secret_ttl,
@@ -908,7 +909,49 @@ impl Manifest {
             max_claims_size,
             hook_limits,
             store,
+            client_guard,
         })
+    }
+
+    /// `[client_auth]` parsed, defaults filled in.
+    fn client_guard(&self) -> Result<crate::clients::GuardSettings, ManifestError> {
+        let cfg = &self.client_auth;
+        let mut out = crate::clients::GuardSettings::default();
+        let positive = |field: &str, v: usize| {
+            if v == 0 {
+                Err(self.err(format!("client_auth.{field}"), "must be at least 1"))
+            } else {
+                Ok(v)
+            }
+        };
+        if let Some(v) = cfg.hash_concurrency {
+            out.hash_concurrency = positive("hash_concurrency", v)?;
+        }
+        if let Some(v) = cfg.hash_queue {
+            out.hash_queue = v;
+        }
+        if let Some(v) = &cfg.hash_wait {
+            out.hash_wait = parse_duration(v).map_err(|e| self.err("client_auth.hash_wait", e))?;
+        }
+        if let Some(v) = cfg.failure_burst {
+            out.failure_burst = positive("failure_burst", v as usize)? as u32;
+        }
+        if let Some(v) = &cfg.failure_refill {
+            out.failure_refill =
+                parse_duration(v).map_err(|e| self.err("client_auth.failure_refill", e))?;
+            if out.failure_refill.is_zero() {
+                return Err(self.err("client_auth.failure_refill", "must be above zero"));
+            }
+        }
+        if let Some(v) = cfg.max_tracked_clients {
+            out.max_tracked = positive("max_tracked_clients", v)?;
+        }
+        Ok(out)
+    }
+
+    /// `http.trusted_proxy_hops`, default 0.
+    pub fn trusted_proxy_hops(&self) -> usize {
+        self.http.trusted_proxy_hops.unwrap_or(0)
     }
 
     /// Where clients and grants live.
@@ -955,7 +998,6 @@ impl Manifest {
         }
         let location = match cfg.kind {
             StoreKind::None => {
-        let client_guard = self.client_guard()?;
                 if cfg.registry == RegistrySource::Store {
                     return Err(self.err(
                         "store.registry",
@@ -963,51 +1005,9 @@ impl Manifest {
                     ));
                 }
                 return Ok(None);
-            client_guard,
             }
             StoreKind::Sqlite => {
                 if cfg.table.is_some() {
-    /// `[client_auth]` parsed, defaults filled in.
-    fn client_guard(&self) -> Result<crate::clients::GuardSettings, ManifestError> {
-        let cfg = &self.client_auth;
-        let mut out = crate::clients::GuardSettings::default();
-        let positive = |field: &str, v: usize| {
-            if v == 0 {
-                Err(self.err(format!("client_auth.{field}"), "must be at least 1"))
-            } else {
-                Ok(v)
-            }
-        };
-        if let Some(v) = cfg.hash_concurrency {
-            out.hash_concurrency = positive("hash_concurrency", v)?;
-        }
-        if let Some(v) = cfg.hash_queue {
-            out.hash_queue = v;
-        }
-        if let Some(v) = &cfg.hash_wait {
-            out.hash_wait = parse_duration(v).map_err(|e| self.err("client_auth.hash_wait", e))?;
-        }
-        if let Some(v) = cfg.failure_burst {
-            out.failure_burst = positive("failure_burst", v as usize)? as u32;
-        }
-        if let Some(v) = &cfg.failure_refill {
-            out.failure_refill =
-                parse_duration(v).map_err(|e| self.err("client_auth.failure_refill", e))?;
-            if out.failure_refill.is_zero() {
-                return Err(self.err("client_auth.failure_refill", "must be above zero"));
-            }
-        }
-        if let Some(v) = cfg.max_tracked_clients {
-            out.max_tracked = positive("max_tracked_clients", v)?;
-        }
-        Ok(out)
-    }
-
-    /// `http.trusted_proxy_hops`, default 0.
-    pub fn trusted_proxy_hops(&self) -> usize {
-        self.http.trusted_proxy_hops.unwrap_or(0)
-    }
-
                     return Err(self.err(
                         "store.table",
                         "is for kind = \"dynamodb\"; SQLite takes `path`",

@@ -4,7 +4,6 @@
 //! rotation (next → active), hook secrets, the emulator going away (cached
 //! keys keep serving, then the documented failure), and a missing secret.
 
-use std::process::{Command, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -14,34 +13,23 @@ use aws_sdk_secretsmanager::error::DisplayErrorContext;
 use serde_json::Value;
 use tokenhook::keys::{SigningKey, StoredKey, StoredKeySet, generate_pkcs8_pem};
 use tokenhook_tests::{
-    ChildGroup, ServerProcess, free_port, hook_wasm, hooks_dir, jose, manifest, python_tool,
-    wait_for_port, write_manifest_in,
+    MotoServer, ServerProcess, hook_wasm, hooks_dir, jose, manifest, write_manifest_in,
 };
 
+/// The shared moto server, with the Secrets Manager calls these tests make.
 struct Moto {
-    port: u16,
-    process: ChildGroup,
+    server: MotoServer,
 }
 
 impl Moto {
     fn start() -> Moto {
-        let moto = python_tool("moto_server");
-        let port = free_port();
-        let process = ChildGroup::spawn(
-            Command::new(moto)
-                .args(["-H", "127.0.0.1", "-p", &port.to_string()])
-                .stdout(Stdio::null())
-                .stderr(Stdio::null()),
-        );
-        assert!(
-            wait_for_port(port, Duration::from_secs(60)),
-            "moto did not start"
-        );
-        Moto { port, process }
+        Moto {
+            server: MotoServer::start(),
+        }
     }
 
     fn endpoint(&self) -> String {
-        format!("http://127.0.0.1:{}", self.port)
+        self.server.endpoint()
     }
 
     /// The real AWS SDK, pointed at moto (dummy credentials: moto does not check signatures).
@@ -387,7 +375,7 @@ async fn keys_and_hook_secrets_from_secrets_manager_rotate_and_survive_an_outage
     let mut keys_only = spawn_server(&moto, keys_only_dir.path()).unwrap();
     let keys_only_log = collect_stderr(&mut keys_only);
     assert_eq!(keys_only.app_token().await.0, 200);
-    drop(moto.process);
+    drop(moto.server);
     let outage = Instant::now();
     while outage.elapsed() < Duration::from_secs(4) {
         let asked = Instant::now();
