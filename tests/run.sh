@@ -49,6 +49,3 @@ if [ -f template.yaml ]; then
     step "cfn-lint template.yaml"
     cfn-lint template.yaml
 fi
-
-step "fuzz: each target 20 s from its seeds (tests/fuzz/run.sh; docs/fuzzing.md)"
-bash tests/fuzz/run.sh
