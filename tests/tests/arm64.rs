@@ -146,6 +146,9 @@ async fn the_arm64_bootstrap_runs_precompiled_hooks_under_qemu_and_issues_a_veri
         "{example}"
     );
     let example = example.replace("timeout = \"20ms\"", "timeout = \"5s\"");
+    // Direct invokes are refused unless enabled; the fixture carries
+    // `context.ip`, which needs `trust_caller_ip` (as in tests/tests/lambda.rs).
+    let example = format!("{example}\n[direct_invoke]\nenabled = true\ntrust_caller_ip = true\n");
     let manifest = write_manifest_in(dir.path(), &example);
     let layer = dir.path().join("layer");
     let status = Command::new(tokenhook_bin())
