@@ -9,9 +9,9 @@ use serde_json::Value;
 use tokenhook_sdk::wire::{EVENT_PARTS, Event, LogLevel, READS_EXPORT_PREFIX, Secrets, TokenState};
 
 use crate::engine::{FailureKind, HookCall, HookEngine, HookFailure, HookModule};
-use crate::hook_secrets::{self, HookSecrets};
 use crate::manifest::{HookConfig, Manifest, ManifestError, SecretRef};
 use crate::secrets::SecretStore;
+use crate::secrets::hooks::{self as hook_secrets, HookSecrets};
 
 /// Runs one hook on one event. The wasm engine implements it; so could any
 /// other sandbox.

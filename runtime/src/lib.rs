@@ -2,18 +2,15 @@
 //! customised by sandboxed WebAssembly hooks.
 
 pub mod audit;
-pub mod aws;
 pub mod cached;
 pub mod capture;
 pub mod cli;
 pub mod clients;
+pub mod doors;
 pub mod engine;
 pub mod explain;
-pub mod hook_secrets;
 pub mod hooks;
-pub mod http;
 pub mod keys;
-pub mod lambda;
 pub mod manifest;
 pub mod metrics;
 pub mod oauth;
@@ -22,7 +19,6 @@ pub mod playground;
 pub mod policy;
 pub mod revocation;
 pub mod secrets;
-pub mod serve;
 pub mod startup;
 pub mod store;
 pub mod units;

@@ -700,7 +700,7 @@ impl Manifest {
         };
         let hook_secret_max_stale = match &self.hook_secret_max_stale {
             Some(v) => parse_duration(v).map_err(|e| self.err("hook_secret_max_stale", e))?,
-            None => crate::hook_secrets::DEFAULT_MAX_STALE,
+            None => crate::secrets::hooks::DEFAULT_MAX_STALE,
         }
         .max(hook_secret_ttl);
         match &self.keys {

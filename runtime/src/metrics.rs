@@ -594,9 +594,9 @@ identifier = "https://api.test"
         let issuer = crate::pipeline::Issuer::load(&path, &crate::pipeline::Services::local())
             .await
             .unwrap();
-        let current = crate::http::CurrentIssuer::new(issuer);
+        let current = crate::doors::http::CurrentIssuer::new(issuer);
         let get = |enabled: bool| {
-            let app = crate::lambda::http_app(current.clone(), enabled);
+            let app = crate::doors::lambda::http_app(current.clone(), enabled);
             async move {
                 let request = axum::http::Request::get("/metrics")
                     .body(axum::body::Body::empty())

@@ -109,8 +109,10 @@ impl TestServer {
                 .await
                 .expect("bind");
             let addr = listener.local_addr().expect("addr");
-            let current = tokenhook::http::CurrentIssuer::new(issuer);
-            tokio::spawn(tokenhook::serve::serve(listener, path, services, current));
+            let current = tokenhook::doors::http::CurrentIssuer::new(issuer);
+            tokio::spawn(tokenhook::doors::server::serve(
+                listener, path, services, current,
+            ));
             Ok::<_, String>(addr)
         };
         let started = std::thread::scope(|s| {

@@ -9,8 +9,8 @@ use std::time::Instant;
 
 use clap::Args;
 
+use crate::doors::http::CurrentIssuer;
 use crate::engine::{EngineSettings, HookEngine};
-use crate::http::CurrentIssuer;
 use crate::manifest::{Manifest, Overrides};
 use crate::pipeline::{Issuer, Services};
 
@@ -93,7 +93,9 @@ pub fn run(args: ServeArgs) -> ExitCode {
             || Manifest::load_with(&args.manifest, &overrides)
                 .is_ok_and(|(m, _)| m.needs_secret_store());
         let secret_store: Option<Arc<dyn crate::secrets::SecretStore>> = if needs_aws {
-            Some(Arc::new(crate::aws::SecretsManagerStore::from_env().await))
+            Some(Arc::new(
+                crate::secrets::aws::SecretsManagerStore::from_env().await,
+            ))
         } else {
             None
         };
@@ -124,7 +126,11 @@ pub fn run(args: ServeArgs) -> ExitCode {
                 tracing::error!(error = %err, "cannot start");
                 eprintln!("error: {err}");
                 if lambda {
-                    crate::lambda::report_init_error("Tokenhook.InitError", &err.to_string()).await;
+                    crate::doors::lambda::report_init_error(
+                        "Tokenhook.InitError",
+                        &err.to_string(),
+                    )
+                    .await;
                 }
                 return ExitCode::from(2);
             }
@@ -135,7 +141,7 @@ pub fn run(args: ServeArgs) -> ExitCode {
         );
         let current = CurrentIssuer::new(issuer);
         if lambda {
-            return match crate::lambda::run(current).await {
+            return match crate::doors::lambda::run(current).await {
                 Ok(()) => ExitCode::SUCCESS,
                 Err(e) => {
                     eprintln!("error: {e}");
@@ -152,14 +158,16 @@ pub fn run(args: ServeArgs) -> ExitCode {
         };
         let addr = listener.local_addr().expect("bound address");
         print_banner(&current.get(), addr);
-        let options = crate::serve::ServeOptions {
+        let options = crate::doors::server::ServeOptions {
             metrics: true,
             playground: args.playground,
         };
         if args.playground {
             println!("playground: http://{addr}/playground");
         }
-        match crate::serve::serve_with(listener, args.manifest, services, current, options).await {
+        match crate::doors::server::serve_with(listener, args.manifest, services, current, options)
+            .await
+        {
             Ok(()) => ExitCode::SUCCESS,
             Err(e) => {
                 eprintln!("error: {e}");

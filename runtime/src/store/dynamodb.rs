@@ -3,7 +3,7 @@
 //!
 //! Configured by the standard AWS chain (environment, profile, instance
 //! role), so `AWS_ENDPOINT_URL` and `AWS_REGION` let an emulator (moto) stand
-//! in for tests. Every call gives up after [`crate::aws::OPERATION_TIMEOUT`]
+//! in for tests. Every call gives up after [`crate::secrets::aws::OPERATION_TIMEOUT`]
 //! (retries included) and then answers [`StoreError::Unavailable`].
 //!
 //! # Layout
@@ -131,10 +131,10 @@ impl DynamoStore {
 
     /// The table `table` through an already loaded AWS configuration (tests
     /// point it at an emulator). Calls still give up after
-    /// [`crate::aws::OPERATION_TIMEOUT`].
+    /// [`crate::secrets::aws::OPERATION_TIMEOUT`].
     pub fn from_sdk_config(config: &aws_config::SdkConfig, table: &str) -> DynamoStore {
         let timeouts = aws_config::timeout::TimeoutConfig::builder()
-            .operation_timeout(crate::aws::OPERATION_TIMEOUT)
+            .operation_timeout(crate::secrets::aws::OPERATION_TIMEOUT)
             .build();
         let conf = aws_sdk_dynamodb::config::Builder::from(config)
             .timeout_config(timeouts)

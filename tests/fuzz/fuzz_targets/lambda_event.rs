@@ -5,7 +5,7 @@
 
 use libfuzzer_sys::fuzz_target;
 use serde_json::Value;
-use tokenhook::lambda::{Decoded, decode, direct_request};
+use tokenhook::doors::lambda::{Decoded, decode, direct_request};
 use tokenhook::oauth::ClientAuth;
 
 #[path = "common/mod.rs"]

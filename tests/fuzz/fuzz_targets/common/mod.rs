@@ -53,8 +53,8 @@ pub fn assert_rfc6749_text(text: &str) {
 /// - the client authentication method matches what was presented;
 /// - the token request and the revoke/introspect query agree on the client.
 pub fn check_token_parsers(headers: &HeaderMap, body: &Bytes) {
-    let request = tokenhook::http::parse_token_request(headers, body, "fuzz".into(), None);
-    let query = tokenhook::http::parse_token_query(headers, body, "fuzz".into());
+    let request = tokenhook::doors::http::parse_token_request(headers, body, "fuzz".into(), None);
+    let query = tokenhook::doors::http::parse_token_query(headers, body, "fuzz".into());
     if let Err(err) = &request {
         assert_rfc6749_text(&err.error_description);
     }

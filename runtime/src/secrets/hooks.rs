@@ -22,7 +22,8 @@ use std::time::Duration;
 use tokenhook_sdk::wire::{Command, Secrets};
 
 use crate::cached::{Cached, Fetch, Messages};
-use crate::engine::{FailureKind, HookCall, HookFailure, MAX_LOG_LINE_BYTES, Usage};
+use crate::engine::MAX_LOG_LINE_BYTES;
+use crate::hooks::{FailureKind, HookCall, HookFailure, Usage};
 use crate::secrets::SecretStore;
 
 /// Default for `hook_secret_max_stale`: how long values may keep serving

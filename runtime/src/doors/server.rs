@@ -10,7 +10,7 @@ use axum::middleware::{self, Next};
 use axum::response::Response;
 use tokio::net::TcpListener;
 
-use crate::http::{CurrentIssuer, PeerIp, router};
+use crate::doors::http::{CurrentIssuer, PeerIp, router};
 use crate::pipeline::{Issuer, Services, SourceFiles};
 
 /// How often the manifest and hook files are checked for changes.

@@ -13,7 +13,7 @@ use serde_json::{Value, json};
 use tokenhook_sdk::wire::RequestContext;
 use tower::{Service, ServiceExt};
 
-use crate::http::{CurrentIssuer, DoorRequestId, PeerIp, router};
+use crate::doors::http::{CurrentIssuer, DoorRequestId, PeerIp, router};
 use crate::oauth::{ClientAuth, ErrorCode, OAuthError, TokenRequest};
 
 /// The event a trusted issuer sends with `lambda:InvokeFunction`.
