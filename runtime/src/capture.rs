@@ -28,61 +28,7 @@ pub const DEFAULT_MAX_SIZE: u64 = 16 << 20;
 /// Default `queue`: events waiting for the writer before new ones are dropped.
 pub const DEFAULT_QUEUE: usize = 1024;
 /// Smallest `max_size`: a rotation per few events would only churn.
-const MIN_MAX_SIZE: u64 = 64 << 10;
-
-/// `hooks[i].capture`, checked and with defaults filled in.
-#[derive(Clone, Debug)]
-pub struct CaptureSettings {
-    pub sample: f64,
-    pub file: PathBuf,
-    pub omit: Vec<String>,
-    pub max_size: u64,
-    pub queue: usize,
-}
-
-impl CaptureSettings {
-    /// Check a capture table; an error is (field under `capture.`, message).
-    pub fn parse(cfg: &CaptureConfig) -> Result<CaptureSettings, (String, String)> {
-        let field = |f: &str, m: String| (f.to_string(), m);
-        if !(cfg.sample > 0.0 && cfg.sample <= 1.0) {
-            return Err(field(
-                "sample",
-                format!("{} must be above 0 and at most 1", cfg.sample),
-            ));
-        }
-        if cfg.file.as_os_str().is_empty() {
-            return Err(field("file", "must not be empty".into()));
-        }
-        for (i, pointer) in cfg.omit.iter().enumerate() {
-            if !pointer.starts_with('/') || pointer.len() < 2 {
-                return Err(field(
-                    &format!("omit[{i}]"),
-                    format!(
-                        "`{pointer}` is not a JSON Pointer to a field, like \"/client/metadata/email\""
-                    ),
-                ));
-            }
-        }
-        let max_size = match &cfg.max_size {
-            Some(v) => crate::units::parse_size(v).map_err(|e| field("max_size", e))?,
-            None => DEFAULT_MAX_SIZE,
-        };
-        if max_size < MIN_MAX_SIZE {
-            return Err(field("max_size", "must be at least 64KiB".into()));
-        }
-        let queue = cfg.queue.unwrap_or(DEFAULT_QUEUE);
-        if queue == 0 {
-            return Err(field("queue", "must be at least 1".into()));
-        }
-        Ok(CaptureSettings {
-            sample: cfg.sample,
-            file: cfg.file.clone(),
-            omit: cfg.omit.clone(),
-            max_size,
-            queue,
-        })
-    }
-}
+pub const MIN_MAX_SIZE: u64 = 64 << 10;
 
 /// What a hook call came to, as a capture records it and as `replay`
 /// compares it: the token after the hook, its deny, or its failure.
@@ -221,18 +167,18 @@ pub struct Capture {
 
 impl Capture {
     /// Start capturing for `hook`: open the file (or, on Lambda, the log)
-    /// and start its writer. An error is (field under `capture.`, message).
+    /// and start its writer. `cfg` was checked as the manifest was read; an
+    /// error here is (field under `capture.`, message).
     pub fn open(
         manifest: &Manifest,
         hook: &HookConfig,
         cfg: &CaptureConfig,
         limits: Limits,
     ) -> Result<Capture, (String, String)> {
-        let settings = CaptureSettings::parse(cfg)?;
         let sink = if std::env::var_os("AWS_LAMBDA_RUNTIME_API").is_some() {
             Sink::Log
         } else {
-            let path = manifest.resolve(&settings.file);
+            let path = manifest.resolve(&cfg.file);
             let file = open_file(&path)
                 .map_err(|e| ("file".to_string(), format!("{}: {e}", path.display())))?;
             let size = file.metadata().map(|m| m.len()).unwrap_or(0);
@@ -240,11 +186,9 @@ impl Capture {
                 path,
                 file,
                 size,
-                max_size: settings.max_size,
+                max_size: cfg.max_size,
             }
         };
-        let max_claims_size =
-            crate::units::parse_size(&manifest.policy.max_claims_size).unwrap_or(u64::MAX);
         let rules = RecordedRules {
             capabilities: RecordedCapabilities {
                 claims: hook.capabilities.claims.clone(),
@@ -253,14 +197,14 @@ impl Capture {
             claim_namespaces: manifest.policy.claim_namespaces.clone(),
             added_scopes_within_grant: manifest.policy.added_scopes_within_grant,
             max_claims: manifest.policy.max_claims,
-            max_claims_size,
+            max_claims_size: manifest.policy.max_claims_size,
             limits: limits.into(),
         };
-        let (tx, rx) = sync_channel(settings.queue);
+        let (tx, rx) = sync_channel(cfg.queue);
         let writer = Writer {
             hook: hook.name.clone(),
             mode: hook.mode,
-            omit: settings.omit.clone(),
+            omit: cfg.omit.iter().map(|p| p.0.clone()).collect(),
             rules,
             sink,
             failures: 0,
@@ -270,8 +214,8 @@ impl Capture {
             .spawn(move || writer.run(rx))
             .map_err(|e| ("file".to_string(), format!("cannot start the writer: {e}")))?;
         Ok(Capture {
-            threshold: (settings.sample * u64::MAX as f64) as u64,
-            always: settings.sample >= 1.0,
+            threshold: (cfg.sample * u64::MAX as f64) as u64,
+            always: cfg.sample >= 1.0,
             tx,
             dropped: Arc::new(AtomicU64::new(0)),
             hook: hook.name.clone(),
@@ -477,38 +421,6 @@ mod tests {
             v,
             json!({"client": {"metadata": {"tenant": "t"}},
                 "token": {"claims": {"https://x/k": 2}}, "list": [2]})
-        );
-    }
-
-    #[test]
-    fn settings_are_checked() {
-        let cfg = |sample: f64, omit: &[&str], max: Option<&str>| CaptureConfig {
-            sample,
-            file: "c.jsonl".into(),
-            omit: omit.iter().map(|s| s.to_string()).collect(),
-            max_size: max.map(str::to_string),
-            queue: None,
-        };
-        assert!(CaptureSettings::parse(&cfg(0.1, &["/context/ip"], None)).is_ok());
-        assert_eq!(
-            CaptureSettings::parse(&cfg(0.0, &[], None)).unwrap_err().0,
-            "sample"
-        );
-        assert_eq!(
-            CaptureSettings::parse(&cfg(1.5, &[], None)).unwrap_err().0,
-            "sample"
-        );
-        assert_eq!(
-            CaptureSettings::parse(&cfg(1.0, &["client.metadata"], None))
-                .unwrap_err()
-                .0,
-            "omit[0]"
-        );
-        assert_eq!(
-            CaptureSettings::parse(&cfg(1.0, &[], Some("1KiB")))
-                .unwrap_err()
-                .0,
-            "max_size"
         );
     }
 }

@@ -264,12 +264,11 @@ impl<T: serde::Serialize> ErasedField for T {
 /// resolve its secrets. The first failure names the hook and the cause.
 pub async fn load_chain(
     manifest: &Manifest,
-    checked: &crate::manifest::Checked,
     engine: &HookEngine,
     store: Option<&Arc<dyn SecretStore>>,
 ) -> Result<Vec<ChainHook>, ManifestError> {
     let mut chain = Vec::with_capacity(manifest.hooks.len());
-    for (i, (config, limits)) in manifest.hooks.iter().zip(&checked.hook_limits).enumerate() {
+    for (i, config) in manifest.hooks.iter().enumerate() {
         let err = |field: &str, message: String| ManifestError {
             file: manifest.path.clone(),
             field: format!("hooks[{i}].{field}"),
@@ -279,7 +278,7 @@ pub async fn load_chain(
         let bytes = std::fs::read(&path)
             .map_err(|e| err("module", format!("cannot read {}: {e}", path.display())))?;
         let engine = engine.clone();
-        let (sha, limits) = (config.sha256.clone(), *limits);
+        let (sha, limits) = (config.sha256.clone(), config.limits);
         // The bundle's precompiled artifact, when it verifies (engine::precompiled).
         let (name, precompiled) = (config.name.clone(), manifest.precompiled(config));
         let module = tokio::task::spawn_blocking(move || {
@@ -317,8 +316,8 @@ pub async fn load_chain(
             values,
             refreshed,
             store.cloned(),
-            checked.hook_secret_ttl,
-            checked.hook_secret_max_stale,
+            manifest.hook_secret_ttl,
+            manifest.hook_secret_max_stale(),
         );
         let config_json = serde_json::to_vec(config.config.as_ref().unwrap_or(&Value::Null))
             .expect("config serializes");

@@ -12,14 +12,14 @@ use serde_json::{Map, Value, json};
 use tokenhook_sdk::wire::{ABI_VERSION, Api, Client, Event, RequestContext, TokenState, Trigger};
 
 use crate::capture::Verdict;
-use crate::clients::{ClientGuard, KnownClient, Refusal, SecretHash};
+use crate::clients::{ClientGuard, KnownClient, Refusal};
 use crate::engine::{HookEngine, Limits};
 use crate::explain::Trace;
 use crate::hooks::{ChainHook, EventFrame, load_chain, log_hook_line};
-use crate::keys::{KeySet, KeySource, parse_algorithm, stored};
+use crate::keys::{KeySet, KeySource, stored};
 use crate::manifest::{
-    ApiConfig, Checked, HookMode, KeysConfig, Manifest, ManifestError, OnError, Overrides,
-    RegistrySource, StoreLocation,
+    ApiConfig, HookMode, KeysConfig, Manifest, ManifestError, OnError, Overrides, RegistrySource,
+    StoreLocation,
 };
 use crate::oauth::{ClientAuth, ErrorCode, OAuthError, TokenRequest, TokenResponse};
 use crate::policy::{self, Applied, Rules};
@@ -84,7 +84,6 @@ impl SourceFiles {
 /// new `Issuer` and swaps it in whole.
 pub struct Issuer {
     manifest: Manifest,
-    checked: Checked,
     /// Clients of the manifest (with `registry = "manifest"`).
     clients: HashMap<String, Arc<KnownClient>>,
     /// Revocations, and clients with `registry = "store"`.
@@ -101,26 +100,16 @@ impl Issuer {
     /// Load a manifest in stages: parse → validate → key source → hooks.
     pub async fn load(path: &Path, services: &Services) -> Result<Issuer, ManifestError> {
         let sources = SourceFiles::read(path);
-        let (manifest, checked) = Manifest::load_with(path, &services.overrides)?;
-        let mut issuer = Issuer::build(manifest, checked, services).await?;
+        let manifest = Manifest::load_with(path, &services.overrides)?;
+        let mut issuer = Issuer::build(manifest, services).await?;
         issuer.sources = sources;
         Ok(issuer)
     }
 
-    pub async fn build(
-        manifest: Manifest,
-        checked: Checked,
-        services: &Services,
-    ) -> Result<Issuer, ManifestError> {
+    pub async fn build(manifest: Manifest, services: &Services) -> Result<Issuer, ManifestError> {
         let keys = key_source(&manifest, services).await?;
-        let hooks = load_chain(
-            &manifest,
-            &checked,
-            &services.engine,
-            services.secret_store.as_ref(),
-        )
-        .await?;
-        let store = open_store(&manifest, &checked).await?;
+        let hooks = load_chain(&manifest, &services.engine, services.secret_store.as_ref()).await?;
+        let store = open_store(&manifest).await?;
         let clients = manifest
             .clients
             .iter()
@@ -131,7 +120,7 @@ impl Issuer {
                     metadata: c.metadata.clone(),
                     introspect: c.introspect,
                     direct_invoke: c.direct_invoke,
-                    hash: SecretHash::parse(&c.secret_hash).expect("validated"),
+                    hash: c.secret_hash.clone(),
                     grants: manifest
                         .grants
                         .iter()
@@ -144,10 +133,9 @@ impl Issuer {
             .collect();
         warn_distinguishable(&clients);
         crate::clients::prepare().await;
-        let guard = ClientGuard::new(checked.client_guard);
+        let guard = ClientGuard::new(manifest.client_auth.settings());
         Ok(Issuer {
             manifest,
-            checked,
             clients,
             store,
             hooks,
@@ -320,11 +308,11 @@ impl Issuer {
             claim_namespaces: &self.manifest.policy.claim_namespaces,
             added_scopes_within_grant: self.manifest.policy.added_scopes_within_grant,
             max_claims: self.manifest.policy.max_claims,
-            max_claims_size: self.checked.max_claims_size,
+            max_claims_size: self.manifest.policy.max_claims_size,
             api_scopes: &api.scopes,
             granted_scopes: granted,
         };
-        for (i, hook) in self.hooks.iter().enumerate() {
+        for hook in &self.hooks {
             if let Some(filter) = hook.filter_miss(&client.id, &api.identifier) {
                 // Routine, and says nothing on its own: debug.
                 tracing::debug!(
@@ -338,7 +326,7 @@ impl Issuer {
                 }
                 continue;
             }
-            let limits = &self.checked.hook_limits[i];
+            let limits = &hook.config.limits;
             self.run_hook(
                 hook,
                 limits,
@@ -561,7 +549,7 @@ impl Issuer {
         token: TokenState,
     ) -> Result<TokenResponse, OAuthError> {
         let keys = self.key_set().await?;
-        let lifetime = self.checked.token_lifetime.as_secs();
+        let lifetime = self.manifest.token_lifetime.as_secs();
         let (claims, scope, jti) = self.token_claims(client_id, api, token);
         let access_token = keys.active.sign(&Value::Object(claims)).map_err(|e| {
             tracing::error!(error = %e, kid = %keys.active.kid, "signing failed");
@@ -585,7 +573,7 @@ impl Issuer {
         api: &str,
         token: TokenState,
     ) -> (Map<String, Value>, String, String) {
-        let lifetime = self.checked.token_lifetime.as_secs();
+        let lifetime = self.manifest.token_lifetime.as_secs();
         let now = SystemTime::now()
             .duration_since(UNIX_EPOCH)
             .unwrap_or_default()
@@ -698,7 +686,7 @@ fn invalid_request(description: &str) -> OAuthError {
 fn parse_scope(scope: Option<&str>) -> Result<Vec<String>, OAuthError> {
     let mut out: Vec<String> = Vec::new();
     for token in scope.unwrap_or("").split(' ').filter(|s| !s.is_empty()) {
-        if !crate::manifest::is_scope_token(token) {
+        if !policy::is_scope_token(token) {
             return Err(OAuthError::new(
                 ErrorCode::InvalidScope,
                 "scope contains invalid characters",
@@ -746,7 +734,7 @@ async fn key_source(
     };
     match &manifest.keys {
         KeysConfig::File { path, alg } => {
-            let alg = parse_algorithm(alg).map_err(|e| err("keys.alg", e.to_string()))?;
+            let alg = *alg;
             let path = manifest.resolve(Path::new(path));
             let source = tokio::task::spawn_blocking(move || {
                 crate::keys::file::FileKeySource::open_or_generate(&path, alg)
@@ -769,20 +757,10 @@ async fn key_source(
                     ),
                 ));
             };
-            let duration = |value: &Option<String>, default| {
-                value
-                    .as_deref()
-                    .map(crate::units::parse_duration)
-                    .transpose()
-                    .map(|d| d.unwrap_or(default))
-            };
-            let ttl = duration(cache_ttl, stored::DEFAULT_CACHE_TTL)
-                .map_err(|e| err("keys.cache_ttl", e))?;
-            let max_stale = duration(max_stale, stored::DEFAULT_MAX_STALE)
-                .map_err(|e| err("keys.max_stale", e))?;
-            let source = stored::StoredSecretKeySource::open(store, secret_id, ttl, max_stale)
-                .await
-                .map_err(|e| err("keys.secret_id", e.to_string()))?;
+            let source =
+                stored::StoredSecretKeySource::open(store, secret_id, *cache_ttl, *max_stale)
+                    .await
+                    .map_err(|e| err("keys.secret_id", e.to_string()))?;
             Ok(Arc::new(source))
         }
     }
@@ -798,11 +776,8 @@ fn store_down(error: StoreError) -> OAuthError {
 }
 
 /// Open the manifest's store and load its revocations.
-async fn open_store(
-    manifest: &Manifest,
-    checked: &Checked,
-) -> Result<Option<StoreView>, ManifestError> {
-    let Some((location, settings)) = &checked.store else {
+async fn open_store(manifest: &Manifest) -> Result<Option<StoreView>, ManifestError> {
+    let Some((location, settings)) = manifest.store_location()? else {
         return Ok(None);
     };
     let err = |field: &str, message: String| ManifestError {
@@ -810,7 +785,7 @@ async fn open_store(
         field: field.to_string(),
         message,
     };
-    let store: Arc<dyn Store> = match location {
+    let store: Arc<dyn Store> = match &location {
         StoreLocation::Sqlite(path) => {
             let path = path.clone();
             let opened =
@@ -825,7 +800,7 @@ async fn open_store(
         }
     };
     let described = store.describe();
-    let view = StoreView::open(store, *settings)
+    let view = StoreView::open(store, settings)
         .await
         .map_err(|e| err("store", format!("{described}: {e}")))?;
     tracing::info!(store = %described, registry = ?manifest.registry(), "store opened");

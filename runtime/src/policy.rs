@@ -7,7 +7,40 @@ use std::collections::HashSet;
 use serde_json::{Map, Value};
 use tokenhook_sdk::wire::{Command, Deny, TokenState};
 
-use crate::manifest::{Capabilities, RESERVED_CLAIMS};
+use crate::manifest::Capabilities;
+
+/// Claims the host sets itself; hooks can neither set nor remove them, and
+/// the manifest cannot grant them as a capability.
+pub const RESERVED_CLAIMS: &[&str] = &[
+    "iss",
+    "sub",
+    "aud",
+    "exp",
+    "nbf",
+    "iat",
+    "jti",
+    "scope",
+    "client_id",
+    "azp",
+    "gty",
+    "typ",
+    "auth_time",
+    "acr",
+    "amr",
+    "cnf",
+    "act",
+    "may_act",
+    "sid",
+    "nonce",
+];
+
+/// RFC 6749 §3.3 scope-token: 1*( %x21 / %x23-5B / %x5D-7E ). Requests,
+/// the manifest's APIs and the registry CLI all hold scopes to this.
+pub fn is_scope_token(s: &str) -> bool {
+    !s.is_empty()
+        && s.bytes()
+            .all(|b| b == 0x21 || (0x23..=0x5b).contains(&b) || (0x5d..=0x7e).contains(&b))
+}
 
 /// The rules from the manifest's `[policy]`, plus the request's API and grant.
 pub struct Rules<'a> {

@@ -1,7 +1,11 @@
 //! Human-friendly durations ("20ms", "1h") and sizes ("4MiB") for the manifest
 //! and CLI flags, and their display in reports.
 
+use std::fmt;
 use std::time::Duration;
+
+use serde::Deserializer;
+use serde::de::{self, Visitor};
 
 pub fn parse_duration(text: &str) -> Result<Duration, String> {
     humantime::parse_duration(text.trim())
@@ -13,6 +17,50 @@ pub fn parse_size(text: &str) -> Result<u64, String> {
         .parse::<bytesize::ByteSize>()
         .map(|b| b.as_u64())
         .map_err(|e| format!("`{text}` is not a size like \"4MiB\": {e}"))
+}
+
+/// Serde field deserializers (`deserialize_with`) for manifest values
+/// written as text: a value that does not parse is refused while the
+/// manifest is read, so the error carries the field's path.
+pub mod text {
+    use super::*;
+
+    /// A duration like "20ms" or "1h". A bare number is refused: its unit
+    /// would be a guess.
+    pub fn duration<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
+        struct V;
+        impl Visitor<'_> for V {
+            type Value = Duration;
+            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                f.write_str("a duration like \"20ms\" or \"1h\"")
+            }
+            fn visit_str<E: de::Error>(self, v: &str) -> Result<Duration, E> {
+                parse_duration(v).map_err(E::custom)
+            }
+        }
+        d.deserialize_str(V)
+    }
+
+    /// A size like "4MiB", or a number of bytes.
+    pub fn size<'de, D: Deserializer<'de>>(d: D) -> Result<u64, D::Error> {
+        struct V;
+        impl Visitor<'_> for V {
+            type Value = u64;
+            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                f.write_str("a size like \"4MiB\", or a number of bytes")
+            }
+            fn visit_str<E: de::Error>(self, v: &str) -> Result<u64, E> {
+                parse_size(v).map_err(E::custom)
+            }
+            fn visit_u64<E: de::Error>(self, v: u64) -> Result<u64, E> {
+                Ok(v)
+            }
+            fn visit_i64<E: de::Error>(self, v: i64) -> Result<u64, E> {
+                u64::try_from(v).map_err(|_| E::custom(format!("{v} is not a size")))
+            }
+        }
+        d.deserialize_any(V)
+    }
 }
 
 pub fn show_size(bytes: u64) -> String {

@@ -239,8 +239,7 @@ fn bundle_pins_digests_and_the_bundled_manifest_loads() {
         .unwrap();
     assert!(status.success());
     let text = std::fs::read_to_string(out.path().join("manifest.toml")).unwrap();
-    let (manifest, _) =
-        tokenhook::manifest::Manifest::load(&out.path().join("manifest.toml")).unwrap();
+    let manifest = tokenhook::manifest::Manifest::load(&out.path().join("manifest.toml")).unwrap();
     assert_eq!(manifest.hooks.len(), 4);
     for hook in &manifest.hooks {
         let bytes = std::fs::read(out.path().join(&hook.module)).unwrap();

@@ -62,7 +62,7 @@ pub fn run(args: BundleArgs) -> ExitCode {
 
 fn bundle(manifest_path: &Path, out: &Path, target: &str) -> Result<Vec<String>, String> {
     let mut compiler = CrossCompiler::new(target);
-    let (manifest, checked) = Manifest::load(manifest_path).map_err(|e| e.to_string())?;
+    let manifest = Manifest::load(manifest_path).map_err(|e| e.to_string())?;
     let text = std::fs::read_to_string(manifest_path).map_err(|e| e.to_string())?;
     let mut doc: toml::Table = toml::from_str(&text).map_err(|e| e.to_string())?;
     let hooks_dir = out.join("hooks");
@@ -70,12 +70,7 @@ fn bundle(manifest_path: &Path, out: &Path, target: &str) -> Result<Vec<String>,
         .map_err(|e| format!("cannot create {}: {e}", hooks_dir.display()))?;
     let mut notes = Vec::new();
     let entries = doc.get_mut("hooks").and_then(|h| h.as_array_mut());
-    for (i, (hook, entry)) in manifest
-        .hooks
-        .iter()
-        .zip(entries.into_iter().flatten())
-        .enumerate()
-    {
+    for (hook, entry) in manifest.hooks.iter().zip(entries.into_iter().flatten()) {
         let source = manifest.resolve(&hook.module);
         let bytes = std::fs::read(&source).map_err(|e| {
             format!(
@@ -85,7 +80,7 @@ fn bundle(manifest_path: &Path, out: &Path, target: &str) -> Result<Vec<String>,
             )
         })?;
         // Refuse to ship what the issuer would refuse to load.
-        let (info, violation) = HookEngine::inspect(&bytes, &checked.hook_limits[i]);
+        let (info, violation) = HookEngine::inspect(&bytes, &hook.limits);
         if let Some(v) = violation.or(info.err()) {
             return Err(format!("hook `{}` ({}): {v}", hook.name, source.display()));
         }
@@ -103,7 +98,7 @@ fn bundle(manifest_path: &Path, out: &Path, target: &str) -> Result<Vec<String>,
         std::fs::write(out.join(&name), &bytes).map_err(|e| format!("cannot write {name}: {e}"))?;
         let binary = wat::parse_bytes(&bytes).map_err(|e| format!("hook `{}`: {e}", hook.name))?;
         let artifact = compiler
-            .compile(&binary, checked.hook_limits[i].stack)
+            .compile(&binary, hook.limits.stack)
             .map_err(|e| format!("hook `{}`: {e}", hook.name))?;
         let artifact_name = format!("hooks/{}.cwasm", hook.name);
         std::fs::write(out.join(&artifact_name), &artifact.bytes)

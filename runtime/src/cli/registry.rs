@@ -169,13 +169,16 @@ impl Context {
                 .await,
             )
         } else {
-            let (_, checked) = loaded.as_ref().map_err(|e| {
+            let manifest = loaded.as_ref().map_err(|e| {
                 Failure(
                     format!("{e} (or name a store with --sqlite / --dynamodb-table)"),
                     2,
                 )
             })?;
-            match &checked.store {
+            let location = manifest
+                .store_location()
+                .map_err(|e| Failure(e.to_string(), 2))?;
+            match &location {
                 Some((StoreLocation::Sqlite(path), _)) => {
                     Arc::new(crate::store::sqlite::SqliteStore::open(path)?)
                 }
@@ -198,7 +201,7 @@ impl Context {
             }
         };
         let manifest = match loaded {
-            Ok((manifest, _)) => Some(manifest),
+            Ok(manifest) => Some(manifest),
             Err(e) => {
                 eprintln!("note: APIs and scopes are not checked: {e}");
                 None
@@ -349,7 +352,7 @@ async fn grants(ctx: Context, command: GrantsCommand) -> Result<(), Failure> {
         } => {
             let mut list: Vec<String> = Vec::new();
             for s in scopes.split(' ').filter(|s| !s.is_empty()) {
-                if !crate::manifest::is_scope_token(s) {
+                if !crate::policy::is_scope_token(s) {
                     return Err(Failure(format!("`{s}` is not a valid scope"), 2));
                 }
                 if !list.iter().any(|x| x == s) {

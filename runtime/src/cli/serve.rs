@@ -91,7 +91,7 @@ pub fn run(args: ServeArgs) -> ExitCode {
         let needs_aws = lambda
             || overrides.keyset_secret_id.is_some()
             || Manifest::load_with(&args.manifest, &overrides)
-                .is_ok_and(|(m, _)| m.needs_secret_store());
+                .is_ok_and(|m| m.needs_secret_store());
         let secret_store: Option<Arc<dyn crate::secrets::SecretStore>> = if needs_aws {
             Some(Arc::new(
                 crate::secrets::aws::SecretsManagerStore::from_env().await,

@@ -242,8 +242,11 @@ impl std::fmt::Debug for StoredKey {
     }
 }
 
+/// The signing algorithm when a key file or stored key names none.
+pub const DEFAULT_ALGORITHM: Algorithm = Algorithm::ES256;
+
 fn default_alg() -> String {
-    "ES256".into()
+    algorithm_name(DEFAULT_ALGORITHM).into()
 }
 
 impl StoredKeySet {

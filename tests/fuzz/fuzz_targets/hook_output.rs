@@ -18,7 +18,8 @@
 
 use libfuzzer_sys::fuzz_target;
 use serde_json::{Map, Value, json};
-use tokenhook::manifest::{Capabilities, RESERVED_CLAIMS};
+use tokenhook::manifest::Capabilities;
+use tokenhook::policy::RESERVED_CLAIMS;
 use tokenhook::policy::{Applied, Rules, apply};
 use tokenhook_sdk::wire::{Command, HookOutput, TokenState};
 
