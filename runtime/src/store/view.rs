@@ -17,15 +17,20 @@
 
 use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex, RwLock, Weak};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use serde::Serialize;
+// tokio's clock, so that tests can run the poll, the TTLs and `max_stale`
+// on a paused clock; outside tests it is `std::time::Instant`.
+use tokio::time::Instant;
 
-use super::{Change, ClientEntry, FeedEntry, Store, StoreError, now_secs};
+use super::{Change, ClientEntry, FeedEntry, Store, StoreError, now_ms, now_secs};
 use crate::clients::KnownClient;
 
-/// Feed entries are re-read this far back on every poll, so that an entry
-/// written by a machine whose clock lags ours by up to this much is not missed.
+/// Every poll reads the feed from this long before the previous poll began
+/// (by this machine's clock), so that an entry written by a machine whose
+/// clock lags ours by up to this much (or committed that long after it was
+/// stamped) is not missed. Entries already applied are skipped by id.
 pub const POLL_OVERLAP_MS: u64 = 10_000;
 /// How long a request waits for a catch-up read of the feed (see
 /// [`StoreView::catch_up`]) before it answers from what is cached.
@@ -92,11 +97,52 @@ pub struct Cutoff {
 #[derive(Default)]
 struct Revocations {
     tokens: HashMap<String, RevokedToken>,
-    cutoffs: HashMap<(String, Option<String>), Cutoff>,
-    /// Ids of entries applied within the overlap window.
+    /// Cut-offs by client id, so that the token path looks them up with the
+    /// request's `&str` and builds no key per request.
+    cutoffs: HashMap<String, ClientCutoffs>,
+    /// Ids of entries applied that a poll may read again (`at_ms` ≥ `cursor_ms`).
     seen: HashMap<String, u64>,
-    /// Newest `at_ms` applied.
-    newest_ms: u64,
+    /// Where the next poll reads from (Unix ms): [`POLL_OVERLAP_MS`] before
+    /// the last successful read began, by this machine's clock; never moves
+    /// back. Anchored to our clock rather than to the newest entry, so a
+    /// quiet feed is not re-read from 10 s before its last entry forever,
+    /// and a writer whose clock runs ahead cannot push it past entries a
+    /// lagging writer adds.
+    cursor_ms: u64,
+}
+
+/// One client's cut-offs: for every API, and per API.
+#[derive(Default)]
+struct ClientCutoffs {
+    all: Option<Cutoff>,
+    apis: HashMap<String, Cutoff>,
+}
+
+impl ClientCutoffs {
+    /// The cut-offs that apply to a token or request for `api`.
+    fn applying_to<'a>(&'a self, api: &str) -> impl Iterator<Item = &'a Cutoff> {
+        self.all.iter().chain(self.apis.get(api))
+    }
+
+    fn get_mut(&mut self, api: Option<&str>) -> Option<&mut Cutoff> {
+        match api {
+            None => self.all.as_mut(),
+            Some(api) => self.apis.get_mut(api),
+        }
+    }
+
+    fn put(&mut self, cutoff: Cutoff) {
+        match &cutoff.api {
+            None => self.all = Some(cutoff),
+            Some(api) => {
+                self.apis.insert(api.clone(), cutoff);
+            }
+        }
+    }
+
+    fn iter(&self) -> impl Iterator<Item = &Cutoff> {
+        self.all.iter().chain(self.apis.values())
+    }
 }
 
 struct Cached {
@@ -127,6 +173,7 @@ impl StoreView {
     /// Load every live feed entry, then poll in the background for as long as
     /// the view is alive. A store that cannot be read now is a start-up error.
     pub async fn open(store: Arc<dyn Store>, settings: ViewSettings) -> Result<Self, StoreError> {
+        let started_ms = now_ms();
         let entries = store.feed_since(0, now_secs()).await?;
         let inner = Arc::new(Inner {
             store,
@@ -137,7 +184,7 @@ impl StoreView {
             refreshing: Mutex::new(HashSet::new()),
             catch_up: tokio::sync::Mutex::new(Instant::now()),
         });
-        inner.apply(entries);
+        inner.apply(entries, Some(started_ms));
         tokio::spawn(poll(Arc::downgrade(&inner)));
         Ok(StoreView { inner })
     }
@@ -200,11 +247,10 @@ impl StoreView {
         self.catch_up().await;
         self.check_fresh()?;
         let rev = self.inner.revocations.read().expect("revocations lock");
-        Ok([None, Some(api.to_string())].into_iter().any(|api| {
-            rev.cutoffs
-                .get(&(client_id.to_string(), api))
-                .is_some_and(|c| c.refused)
-        }))
+        Ok(rev
+            .cutoffs
+            .get(client_id)
+            .is_some_and(|c| c.applying_to(api).any(|c| c.refused)))
     }
 
     /// Whether the token `jti` of `client_id` for `api`, issued at `iat`, is revoked.
@@ -221,18 +267,17 @@ impl StoreView {
         if rev.tokens.contains_key(jti) {
             return Ok(true);
         }
-        Ok([None, Some(api.to_string())].into_iter().any(|api| {
-            rev.cutoffs
-                .get(&(client_id.to_string(), api))
-                .is_some_and(|c| iat <= c.issued_before)
-        }))
+        Ok(rev
+            .cutoffs
+            .get(client_id)
+            .is_some_and(|c| c.applying_to(api).any(|c| iat <= c.issued_before)))
     }
 
     /// Record a change in the store, and in this view at once.
     pub async fn publish(&self, change: Change) -> Result<(), StoreError> {
         let entry = FeedEntry::new(change);
         self.inner.store.append(&entry).await?;
-        self.inner.apply(vec![entry]);
+        self.inner.apply(vec![entry], None);
         Ok(())
     }
 
@@ -256,6 +301,7 @@ impl StoreView {
         let mut cutoffs: Vec<Cutoff> = rev
             .cutoffs
             .values()
+            .flat_map(ClientCutoffs::iter)
             .filter(|c| c.at_ms >= since_ms)
             .cloned()
             .collect();
@@ -328,18 +374,22 @@ impl Inner {
     }
 
     /// Apply feed entries (each once), drop what expired, forget cached
-    /// clients the entries name.
-    fn apply(&self, entries: Vec<FeedEntry>) {
+    /// clients the entries name. `read_started_ms`: when the read that
+    /// returned them began (this machine's clock), for the poll cursor;
+    /// `None` for an entry this instance wrote itself.
+    fn apply(&self, entries: Vec<FeedEntry>, read_started_ms: Option<u64>) {
         let now = now_secs();
         let mut changed = Vec::new();
         {
             let mut rev = self.revocations.write().expect("revocations lock");
+            if let Some(started) = read_started_ms {
+                rev.cursor_ms = rev.cursor_ms.max(started.saturating_sub(POLL_OVERLAP_MS));
+            }
             for entry in entries {
                 if rev.seen.contains_key(&entry.id) || entry.expired(now) {
                     continue;
                 }
                 rev.seen.insert(entry.id.clone(), entry.at_ms);
-                rev.newest_ms = rev.newest_ms.max(entry.at_ms);
                 let at_ms = entry.at_ms;
                 changed.push(entry.change.client_id().to_string());
                 match entry.change {
@@ -363,24 +413,23 @@ impl Inner {
                         api,
                         issued_before,
                     } => {
-                        let key = (client_id.clone(), api.clone());
-                        let before = rev
-                            .cutoffs
-                            .get(&key)
+                        let cutoffs = rev.cutoffs.entry(client_id.clone()).or_default();
+                        let before = cutoffs
+                            .get_mut(api.as_deref())
                             .map_or(issued_before, |c| c.issued_before.max(issued_before));
-                        rev.cutoffs.insert(
-                            key,
-                            Cutoff {
-                                client_id,
-                                api,
-                                issued_before: before,
-                                refused: true,
-                                at_ms,
-                            },
-                        );
+                        cutoffs.put(Cutoff {
+                            client_id,
+                            api,
+                            issued_before: before,
+                            refused: true,
+                            at_ms,
+                        });
                     }
                     Change::ClientRestored { client_id, api } => {
-                        if let Some(cutoff) = rev.cutoffs.get_mut(&(client_id, api))
+                        if let Some(cutoff) = rev
+                            .cutoffs
+                            .get_mut(&client_id)
+                            .and_then(|c| c.get_mut(api.as_deref()))
                             && cutoff.at_ms <= at_ms
                         {
                             cutoff.refused = false;
@@ -390,8 +439,12 @@ impl Inner {
                     Change::ClientChanged { .. } | Change::Unknown => {}
                 }
             }
-            rev.tokens.retain(|_, t| t.exp > now);
-            let horizon = rev.newest_ms.saturating_sub(POLL_OVERLAP_MS);
+            // Sweep on polls only, not on every local revocation.
+            if read_started_ms.is_some() {
+                rev.tokens.retain(|_, t| t.exp > now);
+            }
+            // Entries stamped before the cursor are never read again.
+            let horizon = rev.cursor_ms;
             rev.seen.retain(|_, at| *at >= horizon);
         }
         if !changed.is_empty() {
@@ -403,12 +456,10 @@ impl Inner {
     }
 
     async fn poll_once(&self) -> Result<(), StoreError> {
-        let since = {
-            let rev = self.revocations.read().expect("revocations lock");
-            rev.newest_ms.saturating_sub(POLL_OVERLAP_MS)
-        };
+        let started_ms = now_ms();
+        let since = self.revocations.read().expect("revocations lock").cursor_ms;
         let entries = self.store.feed_since(since, now_secs()).await?;
-        self.apply(entries);
+        self.apply(entries, Some(started_ms));
         *self.last_poll.write().expect("poll lock") = Instant::now();
         Ok(())
     }
@@ -479,17 +530,66 @@ mod tests {
         })
     }
 
+    fn sqlite(dir: &tempfile::TempDir) -> Arc<dyn Store> {
+        Arc::new(SqliteStore::open(&dir.path().join("s.db")).unwrap())
+    }
+
+    // The tests below run on tokio's paused clock: the poll, `max_stale` and
+    // the catch-up rule are timed by `tokio::time`, so `sleep` advances the
+    // clock as soon as nothing else can run (a store read in flight holds
+    // it), and no test waits for real time or depends on how fast it runs.
+
+    /// A revocation written elsewhere (another instance, the CLI) is read by
+    /// the background poll: not before it runs, and within one interval.
+    #[tokio::test(start_paused = true)]
+    async fn a_revocation_written_elsewhere_arrives_with_the_next_poll() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = sqlite(&dir);
+        let view = StoreView::open(store.clone(), settings(500)).await.unwrap();
+        store.append(&revoked("elsewhere")).await.unwrap();
+        assert!(!view.is_revoked("elsewhere", "app", "a", 0).await.unwrap());
+        tokio::time::sleep(Duration::from_millis(600)).await;
+        assert!(view.is_revoked("elsewhere", "app", "a", 0).await.unwrap());
+    }
+
+    /// The poll reads from [`POLL_OVERLAP_MS`] before its previous read
+    /// began: an entry stamped late by a writer whose clock lags (within the
+    /// overlap) is read; one stamped before the cursor is not, i.e. a poll
+    /// does not read the whole feed again.
+    #[tokio::test(start_paused = true)]
+    async fn polls_read_back_the_overlap_and_no_further() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = sqlite(&dir);
+        let view = StoreView::open(store.clone(), settings(500)).await.unwrap();
+        tokio::time::sleep(Duration::from_millis(1200)).await; // two polls
+        let stamped = |jti: &str, lag_ms: u64| FeedEntry {
+            at_ms: now_ms() - lag_ms,
+            ..revoked(jti)
+        };
+        store.append(&stamped("lagging", 5_000)).await.unwrap();
+        store
+            .append(&stamped("beyond", POLL_OVERLAP_MS + 60_000))
+            .await
+            .unwrap();
+        tokio::time::sleep(Duration::from_millis(600)).await;
+        assert!(view.is_revoked("lagging", "app", "a", 0).await.unwrap());
+        assert!(!view.is_revoked("beyond", "app", "a", 0).await.unwrap());
+        // A new view loads the whole feed.
+        let fresh = StoreView::open(store, settings(500)).await.unwrap();
+        assert!(fresh.is_revoked("beyond", "app", "a", 0).await.unwrap());
+    }
+
     /// A Lambda environment frozen between invocations runs no background
     /// task; its first request must read the feed before answering. Here the
-    /// runtime is blocked (a thread sleep on a current-thread runtime), so the
-    /// poll task cannot run: only the catch-up read can see the revocation.
-    #[tokio::test(flavor = "current_thread")]
+    /// clock jumps past two poll intervals at once (as after a thaw) while a
+    /// revocation is written elsewhere: the first request sees it.
+    #[tokio::test(flavor = "current_thread", start_paused = true)]
     async fn a_view_that_fell_behind_reads_the_feed_before_answering() {
         let dir = tempfile::tempdir().unwrap();
-        let store: Arc<dyn Store> = Arc::new(SqliteStore::open(&dir.path().join("s.db")).unwrap());
+        let store = sqlite(&dir);
         let view = StoreView::open(store.clone(), settings(50)).await.unwrap();
         store.append(&revoked("late")).await.unwrap();
-        std::thread::sleep(Duration::from_millis(150)); // "frozen"
+        tokio::time::advance(Duration::from_millis(150)).await; // "frozen"
         assert!(
             view.is_revoked("late", "app", "https://api.test", 0)
                 .await
@@ -543,8 +643,11 @@ mod tests {
         );
     }
 
-    #[tokio::test]
-    async fn an_unreadable_store_serves_until_max_stale_then_fails_closed() {
+    /// A store outage: cached state serves until `max_stale` after the last
+    /// good poll, then the view fails closed; once the store is readable
+    /// again, the next poll restores service by itself.
+    #[tokio::test(start_paused = true)]
+    async fn an_unreadable_store_serves_until_max_stale_then_fails_closed_then_recovers() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("s.db");
         let store: Arc<dyn Store> = Arc::new(SqliteStore::open(&path).unwrap());
@@ -561,14 +664,26 @@ mod tests {
         // Break the store under the view: the feed table disappears.
         let conn = rusqlite::Connection::open(&path).unwrap();
         conn.execute_batch("DROP TABLE feed").unwrap();
+        tokio::time::sleep(Duration::from_millis(200)).await; // polls fail
         assert!(
             view.is_revoked("known", "app", "a", 0).await.unwrap(),
-            "cached state serves"
+            "cached state serves within max_stale"
         );
-        tokio::time::sleep(Duration::from_millis(600)).await;
+        tokio::time::sleep(Duration::from_millis(400)).await;
         assert!(matches!(
             view.is_revoked("known", "app", "a", 0).await,
             Err(StoreError::Unavailable(_))
         ));
+        assert!(matches!(
+            view.refuses("app", "a").await,
+            Err(StoreError::Unavailable(_))
+        ));
+        // The store comes back (opening it creates the table again), with a
+        // revocation written meanwhile.
+        let back = SqliteStore::open(&path).unwrap();
+        back.append(&revoked("during")).await.unwrap();
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        assert!(view.is_revoked("known", "app", "a", 0).await.unwrap());
+        assert!(view.is_revoked("during", "app", "a", 0).await.unwrap());
     }
 }
