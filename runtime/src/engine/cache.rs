@@ -253,7 +253,8 @@ fn write_entry(path: &Path, code: &[u8]) -> std::io::Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::engine::{EngineSettings, Limits, build_engine};
+    use crate::engine::setup::build_engine;
+    use crate::engine::{EngineSettings, Limits};
 
     const WAT: &str = r#"(module
       (memory (export "memory") 1)
