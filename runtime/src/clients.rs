@@ -12,19 +12,27 @@
 //! presented client id (→ `429`), and a failed attempt costs one argon2
 //! verification whatever the id (unknown, `sha256:` or argon2id), so neither
 //! existence nor hash kind shows in the time of a refusal.
+//!
+//! Memory: argon2 hashes into block memory kept between runs ([`BlockPool`]),
+//! one buffer per hashing slot in use, so a flood of wrong secrets allocates
+//! nothing per attempt and the resident set stays flat at about
+//! `hash_concurrency × m` (19 MiB per slot at the default cost) above the
+//! rest of the process.
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
-use argon2::{Argon2, PasswordHash, PasswordHasher, PasswordVerifier};
+use argon2::{Algorithm, Argon2, Block, PasswordHash, PasswordHasher, Version};
 use aws_lc_rs::constant_time::verify_slices_are_equal;
 use aws_lc_rs::digest::{SHA256, digest};
 use tokio::sync::Semaphore;
 
 /// Largest argon2 memory cost accepted in a stored hash, in KiB (64 MiB):
-/// every concurrent verification allocates it.
+/// each hashing slot keeps block memory of the largest `m` it has verified,
+/// so the worst case for argon2 is `hash_concurrency` × 64 MiB (the default
+/// cost, `m=19456`, is 19 MiB per slot).
 pub const MAX_ARGON2_M_KIB: u32 = 64 * 1024;
 /// Largest argon2 time cost (passes) accepted in a stored hash.
 pub const MAX_ARGON2_T: u32 = 10;
@@ -131,7 +139,9 @@ impl KnownClient {
 /// How client authentication defends itself; from `[client_auth]`.
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub struct GuardSettings {
-    /// argon2 verifications running at once (each allocates its `m`).
+    /// argon2 verifications running at once. Each slot in use keeps block
+    /// memory of the largest `m` it verified (19 MiB at the default cost): this
+    /// times that is what argon2 adds to the resident set under a flood.
     pub hash_concurrency: usize,
     /// Requests that may wait for a hashing slot; one more is answered 503.
     pub hash_queue: usize,
@@ -158,13 +168,21 @@ impl Default for GuardSettings {
     }
 }
 
-/// Half the CPUs this process may use, at least one: hashing never takes
-/// every core from the requests that need none.
+/// Most hashing slots the default gives, whatever the CPU count: bounds the
+/// default argon2 memory to 4 × 19 MiB at the default cost (4 × 64 MiB at
+/// [`MAX_ARGON2_M_KIB`]). Four slots verify about a hundred wrong secrets a
+/// second, far more than the failure throttle lets through per client id;
+/// set `hash_concurrency` for more.
+pub const DEFAULT_MAX_HASH_CONCURRENCY: usize = 4;
+
+/// Half the CPUs this process may use, at least one, at most
+/// [`DEFAULT_MAX_HASH_CONCURRENCY`]: hashing never takes every core from the
+/// requests that need none, and its memory stays bounded on large machines.
 pub fn default_hash_concurrency() -> usize {
     std::thread::available_parallelism()
         .map(|n| n.get() / 2)
         .unwrap_or(1)
-        .max(1)
+        .clamp(1, DEFAULT_MAX_HASH_CONCURRENCY)
 }
 
 /// Why authentication refused.
@@ -189,6 +207,8 @@ pub struct ClientGuard {
     throttle: Mutex<Throttle>,
     /// argon2 verifications run (real or dummy); for tests and metrics.
     hash_runs: AtomicU64,
+    /// Where argon2 block memory is kept: [`BLOCKS`], except in tests.
+    blocks: &'static BlockPool,
 }
 
 /// Bound on remembered successes; the set is cleared when full. Only a
@@ -220,6 +240,7 @@ impl ClientGuard {
             throttle: Mutex::new(Throttle::new(&settings)),
             verified: Mutex::new(HashSet::new()),
             hash_runs: AtomicU64::new(0),
+            blocks: &BLOCKS,
             settings,
         }
     }
@@ -262,10 +283,17 @@ impl ClientGuard {
         }
         let permit = self.slot().await?;
         let secret = presented.to_string();
+        let (keep, blocks) = (self.settings.hash_concurrency.max(1), self.blocks);
         self.hash_runs.fetch_add(1, Ordering::Relaxed);
         let ok = tokio::task::spawn_blocking(move || {
+            // The buffer goes back before the slot is released (the permit
+            // drops last), so there are never more buffers than slots in
+            // use; and it goes back even if the request was dropped.
             let _permit = permit;
-            argon2_verify(&phc, &secret)
+            let mut memory = blocks.take();
+            let ok = argon2_verify(&phc, &secret, &mut memory);
+            blocks.give(memory, keep);
+            ok
         })
         .await
         .unwrap_or(false)
@@ -348,31 +376,124 @@ impl ClientGuard {
     }
 }
 
-fn argon2_verify(phc: &str, secret: &str) -> bool {
-    PasswordHash::new(phc)
-        .map(|hash| {
-            Argon2::default()
-                .verify_password(secret.as_bytes(), &hash)
-                .is_ok()
-        })
-        .unwrap_or(false)
+/// Whether `secret` hashes to the PHC string `phc`: the hash recomputed with
+/// the PHC's own algorithm, version, parameters and salt into `memory`
+/// (grown to the parameters' block count if smaller, never shrunk), then
+/// compared in constant time. What `PasswordVerifier::verify_password` does,
+/// without its allocation of `m` KiB per call.
+fn argon2_verify(phc: &str, secret: &str, memory: &mut Vec<Block>) -> bool {
+    let Ok(hash) = PasswordHash::new(phc) else {
+        return false;
+    };
+    let (Some(salt), Some(expected)) = (hash.salt, hash.hash) else {
+        return false;
+    };
+    let Ok(algorithm) = Algorithm::try_from(hash.algorithm) else {
+        return false;
+    };
+    let Ok(version) = hash
+        .version
+        .map_or(Ok(Version::default()), Version::try_from)
+    else {
+        return false;
+    };
+    // Output length, too, comes from the PHC string.
+    let Ok(params) = argon2::Params::try_from(&hash) else {
+        return false;
+    };
+    let mut salt_bytes = [0u8; 64];
+    let Ok(salt) = salt.decode_b64(&mut salt_bytes) else {
+        return false;
+    };
+    let blocks = params.block_count();
+    if memory.len() < blocks {
+        // Exact: a buffer is kept for good, so no spare capacity.
+        memory.reserve_exact(blocks - memory.len());
+        memory.resize(blocks, Block::default());
+    }
+    let mut out = [0u8; 64];
+    let out = &mut out[..expected.len()];
+    // Blocks are all written before they are read, so what a previous run
+    // left in `memory` cannot change the result.
+    Argon2::new(algorithm, version, params)
+        .hash_password_into_with_memory(secret.as_bytes(), salt, out, &mut memory[..blocks])
+        .is_ok()
+        && verify_slices_are_equal(out, expected.as_bytes()).is_ok()
 }
 
-/// An argon2id hash of the default cost of a random secret nobody knows,
+/// argon2 block memory kept between verifications, shared by every guard of
+/// the process (a reload's new issuer reuses the old one's). A verification
+/// takes a buffer and gives it back when done, so buffers exist only for
+/// slots that have been in use at once, each as large as the largest `m` it
+/// verified. Without it, each verification allocated and freed its `m`, and
+/// glibc kept the freed block memory in the heap of each blocking-pool thread
+/// that ran one: the resident set grew by 19 MiB per thread that ever hashed.
+struct BlockPool {
+    free: Mutex<Vec<Vec<Block>>>,
+    /// Buffers made (new or grown); for tests.
+    made: AtomicUsize,
+}
+
+static BLOCKS: BlockPool = BlockPool::new();
+
+impl BlockPool {
+    const fn new() -> Self {
+        BlockPool {
+            free: Mutex::new(Vec::new()),
+            made: AtomicUsize::new(0),
+        }
+    }
+
+    /// A kept buffer, or an empty one that the verification grows (the first
+    /// runs of a process, or more slots in use at once than ever before).
+    fn take(&self) -> Vec<Block> {
+        let kept = self.free.lock().expect("block pool lock").pop();
+        kept.unwrap_or_else(|| {
+            self.made.fetch_add(1, Ordering::Relaxed);
+            Vec::new()
+        })
+    }
+
+    /// Keep `memory` for the next verification, unless `keep` buffers are
+    /// kept already (a reload lowered `hash_concurrency`): then it is freed.
+    fn give(&self, memory: Vec<Block>, keep: usize) {
+        let mut free = self.free.lock().expect("block pool lock");
+        if free.len() < keep {
+            free.push(memory);
+        }
+    }
+}
+
+/// A PHC string of the default cost (`m=19456,t=2,p=1`, what
+/// [`hash_argon2`] makes) with a random salt and a random 32-byte output,
 /// made once per process: what unknown ids and wrong `sha256:` secrets are
-/// verified against, so that their refusal costs what an argon2 one does.
+/// verified against, so that their refusal costs what an argon2 one does. No
+/// secret is known to hash to it, and its outcome is ignored anyway; being
+/// random bytes, not a hash, it costs no argon2 run (nor its memory) to make.
 fn dummy_hash() -> &'static str {
     static DUMMY: OnceLock<String> = OnceLock::new();
     DUMMY.get_or_init(|| {
-        let mut secret = [0u8; 32];
-        aws_lc_rs::rand::fill(&mut secret).expect("system random");
-        hash_argon2(&hex::encode(secret)).expect("argon2 hash of random bytes")
+        use argon2::password_hash::{Output, ParamsString, SaltString};
+        let mut salt = [0u8; 16];
+        let mut output = [0u8; 32];
+        aws_lc_rs::rand::fill(&mut salt).expect("system random");
+        aws_lc_rs::rand::fill(&mut output).expect("system random");
+        let salt = SaltString::encode_b64(&salt).expect("16-byte salt");
+        PasswordHash {
+            algorithm: argon2::ARGON2ID_IDENT,
+            version: Some(Version::V0x13.into()),
+            params: ParamsString::try_from(&argon2::Params::default()).expect("default params"),
+            salt: Some(salt.as_salt()),
+            hash: Some(Output::new(&output).expect("32-byte output")),
+        }
+        .to_string()
     })
 }
 
-/// Make the dummy hash now (it costs one argon2 hash), off the async workers.
+/// Make the dummy hash now (random bytes, cheap), so the first refusal does
+/// not pay for it.
 pub async fn prepare() {
-    let _ = tokio::task::spawn_blocking(dummy_hash).await;
+    dummy_hash();
 }
 
 /// Fixed-size key for a presented client id: ids come from the network and
@@ -690,6 +811,89 @@ mod tests {
             Some("ticked"),
             "the worker was not blocked"
         );
+    }
+
+    /// The verification into kept memory agrees with the argon2 crate's own
+    /// `verify_password`, whatever the buffer held before and whatever its
+    /// size (grown for a larger `m`, reused as is for a smaller one).
+    #[test]
+    fn argon2_verification_into_kept_memory_agrees_with_the_crate() {
+        use argon2::PasswordVerifier;
+        let small = {
+            let params = argon2::Params::new(64, 1, 2, Some(24)).unwrap();
+            let salt = argon2::password_hash::SaltString::encode_b64(b"0123456789abcdef").unwrap();
+            Argon2::new(Algorithm::Argon2id, Version::V0x13, params)
+                .hash_password(b"small-secret", &salt)
+                .unwrap()
+                .to_string()
+        };
+        let default = hash_argon2("default-secret").unwrap();
+        let mut memory = Vec::new();
+        for (phc, right) in [
+            (&small, "small-secret"),
+            (&default, "default-secret"),
+            (&small, "small-secret"),
+            (&default, "default-secret"),
+        ] {
+            let hash = PasswordHash::new(phc).unwrap();
+            for secret in [right, "wrong", "", &format!("{right}x")] {
+                let theirs = Argon2::default()
+                    .verify_password(secret.as_bytes(), &hash)
+                    .is_ok();
+                assert_eq!(theirs, secret == right);
+                assert_eq!(
+                    argon2_verify(phc, secret, &mut memory),
+                    theirs,
+                    "{phc} {secret}"
+                );
+            }
+        }
+        assert_eq!(memory.len(), 19456, "grown once to the largest m, kept");
+        assert!(!argon2_verify(
+            "$argon2id$v=19$m=64,t=1,p=1$c2FsdHNhbHQ",
+            "x",
+            &mut memory
+        ));
+        assert!(!argon2_verify("not a hash", "x", &mut memory));
+    }
+
+    /// A flood allocates no argon2 memory per attempt: verifications reuse
+    /// one buffer per slot in use, never more than `hash_concurrency`.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn argon2_memory_is_kept_per_slot_not_allocated_per_attempt() {
+        let pool: &'static BlockPool = Box::leak(Box::new(BlockPool::new()));
+        let c = client(SecretHash::parse(&hash_argon2("s").unwrap()).unwrap());
+        let mut guard = ClientGuard::new(GuardSettings {
+            hash_concurrency: 2,
+            hash_queue: 64,
+            hash_wait: Duration::from_secs(60),
+            ..relaxed()
+        });
+        guard.blocks = pool;
+        let g = Arc::new(guard);
+        let attempts: Vec<_> = (0..12)
+            .map(|i| {
+                let (g, c) = (g.clone(), c.clone());
+                tokio::spawn(async move {
+                    let id = if i % 3 == 0 { "nobody" } else { "c" };
+                    g.verify(id, &format!("wrong-{i}"), Some(&c).filter(|_| id == "c"))
+                        .await
+                })
+            })
+            .collect();
+        for a in attempts {
+            assert_eq!(a.await.unwrap(), Err(Refusal::Failed));
+        }
+        assert_eq!(g.hash_runs(), 12);
+        let made = pool.made.load(Ordering::Relaxed);
+        assert!(
+            (1..=2).contains(&made),
+            "{made} buffers for 12 runs on 2 slots"
+        );
+        assert_eq!(pool.free.lock().unwrap().len(), made, "all given back");
+        // A pool asked to keep fewer (a reload lowered the slots) frees the rest.
+        pool.give(Vec::new(), 1);
+        assert_eq!(pool.free.lock().unwrap().len(), made);
     }
 
     #[test]

@@ -1,17 +1,24 @@
 //! Under attack (issue 11.5): the release `tokenhook serve` binary on
-//! 127.0.0.1, first with valid clients alone, then with the same valid
-//! clients during a wrong-secret flood on an argon2id client (plus unknown
-//! ids) and requests that trip a hostile hook (an infinite loop cut by its
-//! deadline). Reports the valid clients' p50/p99 in both phases, the
-//! attackers' answers by status, and the server's RSS (sampled from
-//! /proc/<pid>/status; VmHWM is the peak). Fails on any wrong answer: a valid
-//! request not answered 200, or an attacker answered 200. Bounded: each
-//! phase runs a fixed time and the run stops by itself.
+//! 127.0.0.1 and valid clients in three phases: alone; during a wrong-secret
+//! flood on an argon2id client (plus unknown ids); during the same flood
+//! plus requests that trip a hostile hook (an infinite loop cut by its
+//! deadline), the full mix. Reports per phase the valid clients' p50/p99,
+//! the attackers' answers by status and the server's memory: VmRSS at the
+//! phase's start and end (flat?) and its peak during the phase alone (VmHWM,
+//! reset at the phase's start through /proc/<pid>/clear_refs), apart from
+//! start-up's peak (hook compilation). Fails on any wrong answer: a valid
+//! request not answered 200, or an attacker answered 200. Prints whether the
+//! issue's goals hold, and does not fail on them (timings on a shared
+//! machine are figures, not tests). Bounded: each phase runs a fixed time
+//! and the run stops by itself.
 //!
-//! `cargo bench -p tokenhook-tests --bench attack`
+//! `cargo bench -p tokenhook-tests --bench attack` (a release client: with
+//! `cargo test --bench` a debug client shares the cores and the figures).
 //!
 //! - `TOKENHOOK_ATTACK_SECONDS` (default 10): seconds per phase;
 //! - `TOKENHOOK_ATTACK_FLOODERS` (default 16): concurrent wrong-secret senders;
+//! - `TOKENHOOK_ATTACK_HOSTILE` (default 2): concurrent hostile-hook senders
+//!   in the full mix;
 //! - `TOKENHOOK_BIN`: the server binary (default `target/release/tokenhook`,
 //!   built by this bench).
 
@@ -125,6 +132,21 @@ limits = {{ timeout = "20ms" }}
     )
 }
 
+/// Goal of issue 11: a valid client's p99 during the wrong-secret flood.
+const GOAL_P99_MS: f64 = 20.0;
+/// Goal of issue 11: the server's peak RSS during the wrong-secret flood.
+const GOAL_PEAK_KIB: u64 = 64 * 1024;
+
+/// Forget `pid`'s peak RSS: VmHWM restarts from the current VmRSS
+/// (`clear_refs` value 5, Linux ≥ 4.0), so the next read is this phase's peak.
+fn reset_peak(pid: u32) -> bool {
+    std::fs::write(format!("/proc/{pid}/clear_refs"), "5").is_ok()
+}
+
+fn mib(kib: u64) -> f64 {
+    kib as f64 / 1024.0
+}
+
 /// VmRSS and VmHWM of `pid`, in KiB.
 fn rss(pid: u32) -> (u64, u64) {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
@@ -202,9 +224,10 @@ async fn attack(
     base: String,
     stop: Arc<AtomicBool>,
     flooders: usize,
+    hostile: usize,
 ) -> BTreeMap<(String, u16), u64> {
     let mut tasks = Vec::new();
-    for w in 0..flooders + 2 {
+    for w in 0..flooders + hostile {
         let (base, stop) = (base.clone(), stop.clone());
         tasks.push(tokio::spawn(async move {
             let http = reqwest::Client::new();
@@ -260,6 +283,7 @@ fn main() {
     let bin = server_bin();
     let seconds: u64 = env_or("TOKENHOOK_ATTACK_SECONDS", 10);
     let flooders: usize = env_or("TOKENHOOK_ATTACK_FLOODERS", 16);
+    let hostile: usize = env_or("TOKENHOOK_ATTACK_HOSTILE", 2);
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("manifest.toml");
     std::fs::write(&path, manifest(dir.path())).unwrap();
@@ -286,54 +310,86 @@ fn main() {
         .to_string();
     let base = format!("http://{addr}");
     let pid = server.0.id();
+    // Start-up (hook compilation) has its own peak; then let it settle.
+    let (_, startup_peak) = rss(pid);
+    std::thread::sleep(Duration::from_secs(1));
+    let (idle, _) = rss(pid);
+    println!(
+        "server start-up peak (VmHWM) {:.1} MiB, idle after start {:.1} MiB",
+        mib(startup_peak),
+        mib(idle)
+    );
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
         .build()
         .unwrap();
     rt.block_on(async move {
-        let phase = |attackers: bool| {
+        let phase = |name: &'static str, flooders: usize, hostile: usize| {
             let base = base.clone();
             async move {
+                let (rss_before, _) = rss(pid);
+                assert!(reset_peak(pid), "cannot reset the peak RSS of {pid}");
                 let stop = Arc::new(AtomicBool::new(false));
                 let valid = tokio::spawn(valid_load(base.clone(), stop.clone(), 4));
-                let attack = attackers.then(|| tokio::spawn(attack(base.clone(), stop.clone(), flooders)));
-                let mut peak_rss = 0;
-                let end = Instant::now() + Duration::from_secs(seconds);
-                while Instant::now() < end {
-                    peak_rss = peak_rss.max(rss(pid).0);
-                    tokio::time::sleep(Duration::from_millis(100)).await;
-                }
+                let attack = (flooders + hostile > 0)
+                    .then(|| tokio::spawn(attack(base.clone(), stop.clone(), flooders, hostile)));
+                tokio::time::sleep(Duration::from_secs(seconds)).await;
                 stop.store(true, Ordering::Relaxed);
                 let (times, wrong) = valid.await.unwrap();
                 let counts = match attack {
                     Some(a) => a.await.unwrap(),
                     None => BTreeMap::new(),
                 };
-                (times, wrong, counts, peak_rss)
+                let (rss_after, peak) = rss(pid);
+                let p99 = percentile(&times, 0.99);
+                println!(
+                    "{name:28} valid: {:6} requests, p50 {:6.2} ms, p99 {:6.2} ms, errors {}; \
+                     server RSS {:.1} → {:.1} MiB, peak {:.1} MiB",
+                    times.len(),
+                    percentile(&times, 0.5),
+                    p99,
+                    wrong,
+                    mib(rss_before),
+                    mib(rss_after),
+                    mib(peak),
+                );
+                let mut got_tokens = 0;
+                for ((kind, status), n) in &counts {
+                    println!("    attacker {kind:24} {status}: {n}");
+                    if *status == 200 {
+                        got_tokens += n;
+                    }
+                }
+                (p99, peak, wrong, got_tokens)
             }
         };
-        let (quiet, quiet_wrong, _, quiet_rss) = phase(false).await;
+        let (alone_p99, _, alone_wrong, _) = phase("valid clients alone", 0, 0).await;
+        let (flood_p99, flood_peak, flood_wrong, flood_tokens) =
+            phase("wrong-secret flood", flooders, 0).await;
+        let (mix_p99, _, mix_wrong, mix_tokens) = phase("full mix", flooders, hostile).await;
+        let verdict = |ok: bool| if ok { "met" } else { "NOT met" };
         println!(
-            "valid clients alone:       {:6} requests, p50 {:6.2} ms, p99 {:6.2} ms, errors {}, RSS max {} KiB",
-            quiet.len(), percentile(&quiet, 0.5), percentile(&quiet, 0.99), quiet_wrong, quiet_rss
+            "goal, valid p99 during the flood ≤ {GOAL_P99_MS} ms: {flood_p99:.2} ms, {}",
+            verdict(flood_p99 <= GOAL_P99_MS)
         );
-        let (loud, loud_wrong, counts, loud_rss) = phase(true).await;
         println!(
-            "valid clients under attack: {:6} requests, p50 {:6.2} ms, p99 {:6.2} ms, errors {}, RSS max {} KiB",
-            loud.len(), percentile(&loud, 0.5), percentile(&loud, 0.99), loud_wrong, loud_rss
+            "goal, server peak RSS during the flood ≤ {:.0} MiB: {:.1} MiB, {}",
+            mib(GOAL_PEAK_KIB),
+            mib(flood_peak),
+            verdict(flood_peak <= GOAL_PEAK_KIB)
         );
-        let mut attackers_got_tokens = 0;
-        for ((kind, status), n) in &counts {
-            println!("    attacker {kind:24} {status}: {n}");
-            if *status == 200 {
-                attackers_got_tokens += n;
-            }
-        }
-        let (_, hwm) = rss(pid);
-        println!("server peak RSS (VmHWM) over the whole run: {hwm} KiB ({:.1} MiB)", hwm as f64 / 1024.0);
-        assert_eq!(quiet_wrong + loud_wrong, 0, "a valid request was not answered 200");
-        assert_eq!(attackers_got_tokens, 0, "an attacker got a token");
+        println!(
+            "valid p99 added by the attackers: flood {:+.2} ms, full mix {:+.2} ms (over {alone_p99:.2} ms alone)",
+            flood_p99 - alone_p99,
+            mix_p99 - alone_p99
+        );
+        assert_eq!(
+            alone_wrong + flood_wrong + mix_wrong,
+            0,
+            "a valid request was not answered 200"
+        );
+        assert_eq!(flood_tokens + mix_tokens, 0, "an attacker got a token");
     });
     drop(server);
 }
