@@ -250,7 +250,8 @@ pub fn without_test_cargo_env(build: &mut Command) {
     }
 }
 
-/// A client secret and its manifest hash (`sha256:`), fixed for readable tests.
+/// A client secret and its manifest hash (`sha256:`), fixed for readable
+/// tests: `app` and `ops` of [`manifest`] (and of [`Clients::fixed`]).
 pub const CLIENT_SECRET: &str = "test-secret-0123456789abcdefghijklmnopqrstuv";
 
 pub fn client_secret_hash() -> String {
@@ -260,51 +261,164 @@ pub fn client_secret_hash() -> String {
     )
 }
 
-/// A manifest for tests: issuer `https://issuer.test/`, API
-/// `https://api.test` (scopes read:a write:a admin:a read:b), API
-/// `https://other.test` (scope read:o), clients `app` (metadata tenant=acme,
-/// plan=free; granted read:a write:a read:b on api.test) and `ops` (granted
-/// read:o on other.test), both with [`CLIENT_SECRET`]; then `hooks` (TOML).
-pub fn manifest(hooks: &str) -> String {
-    let hash = client_secret_hash();
-    format!(
-        r#"issuer = "https://issuer.test/"
-token_lifetime = "10m"
-keys = {{ source = "file", path = "{{dir}}/key.pem" }}
+/// The fixture manifest's issuer.
+pub const ISSUER: &str = "https://issuer.test/";
+/// The fixture manifest's first API (scopes read:a write:a admin:a read:b).
+pub const API: &str = "https://api.test";
+/// The fixture manifest's second API (scopes read:o write:o).
+pub const OTHER: &str = "https://other.test";
+/// `token_lifetime = "15m"` in [`Clients::manifest`].
+pub const LIFETIME_SECS: u64 = 900;
+/// The only claim namespace of [`Clients::manifest`].
+pub const NS: &str = "https://claims.test/";
+/// The `keys` line of [`Clients::manifest`]: a file key in the server's
+/// directory, default algorithm (ES256). Tests replace it to change the keys.
+pub const FILE_KEYS: &str = r#"keys = { source = "file", path = "{dir}/key.pem" }"#;
+/// The operator-chosen secret of the argon2id client `legacy`: characters
+/// that Basic credentials must percent-encode (RFC 6749 §2.3.1).
+pub const LEGACY_SECRET: &str = "p@ss w%rd:+1/ü";
+
+/// One client of the fixture manifest.
+#[derive(Clone, Debug)]
+pub struct Client {
+    pub id: &'static str,
+    pub secret: String,
+    pub hash: String,
+}
+
+/// The clients of the one fixture manifest ([`Clients::manifest`]): `app`
+/// (name "The app", metadata tenant=acme, plan=free; granted read:a write:a
+/// read:b on api.test), `ops` (tenant=globex, plan=pro, tier=gold; granted
+/// read:a write:a admin:a on api.test and read:o write:o on other.test),
+/// both `sha256:`; `legacy` (argon2id of [`LEGACY_SECRET`]; granted read:a
+/// on api.test).
+#[derive(Clone, Debug)]
+pub struct Clients {
+    pub app: Client,
+    pub ops: Client,
+    pub legacy: Client,
+}
+
+fn argon2_hash() -> &'static str {
+    static HASH: OnceLock<String> = OnceLock::new();
+    HASH.get_or_init(|| tokenhook::clients::hash_argon2(LEGACY_SECRET).expect("argon2 hash"))
+}
+
+impl Clients {
+    /// Fresh random secrets for `app` and `ops`: in-process tests, where a
+    /// secret that works proves it came from this manifest.
+    pub fn new() -> Clients {
+        let fresh = |id: &'static str| {
+            let (secret, hash) = tokenhook::clients::new_secret();
+            Client { id, secret, hash }
+        };
+        Clients::with(fresh("app"), fresh("ops"))
+    }
+
+    /// [`CLIENT_SECRET`] for `app` and `ops`: servers run as processes and
+    /// benchmarks, which are handed a manifest file, not these values.
+    pub fn fixed() -> Clients {
+        let fixed = |id: &'static str| Client {
+            id,
+            secret: CLIENT_SECRET.to_string(),
+            hash: client_secret_hash(),
+        };
+        Clients::with(fixed("app"), fixed("ops"))
+    }
+
+    fn with(app: Client, ops: Client) -> Clients {
+        Clients {
+            app,
+            ops,
+            legacy: Client {
+                id: "legacy",
+                secret: LEGACY_SECRET.to_string(),
+                hash: argon2_hash().to_string(),
+            },
+        }
+    }
+
+    /// The fixture manifest followed by `hooks` (TOML). `{dir}` is the
+    /// server's directory (the signing key is generated there).
+    pub fn manifest(&self, hooks: &str) -> String {
+        format!(
+            r#"issuer = "{ISSUER}"
+token_lifetime = "15m"
+{FILE_KEYS}
 
 [policy]
-claim_namespaces = ["https://claims.test/"]
+claim_namespaces = ["{NS}"]
+max_claims_size = "64KiB"
 
 [[apis]]
-identifier = "https://api.test"
+identifier = "{API}"
+name = "API"
 scopes = ["read:a", "write:a", "admin:a", "read:b"]
 
 [[apis]]
-identifier = "https://other.test"
-scopes = ["read:o"]
+identifier = "{OTHER}"
+scopes = ["read:o", "write:o"]
 
 [[clients]]
 id = "app"
-secret_hash = "{hash}"
+name = "The app"
+secret_hash = "{app}"
 metadata = {{ tenant = "acme", plan = "free" }}
 
 [[clients]]
 id = "ops"
-secret_hash = "{hash}"
+secret_hash = "{ops}"
+metadata = {{ tenant = "globex", plan = "pro", tier = "gold" }}
+
+[[clients]]
+id = "legacy"
+secret_hash = "{legacy}"
 
 [[grants]]
 client = "app"
-api = "https://api.test"
+api = "{API}"
 scopes = ["read:a", "write:a", "read:b"]
 
 [[grants]]
 client = "ops"
-api = "https://other.test"
-scopes = ["read:o"]
+api = "{API}"
+scopes = ["read:a", "write:a", "admin:a"]
+
+[[grants]]
+client = "ops"
+api = "{OTHER}"
+scopes = ["read:o", "write:o"]
+
+[[grants]]
+client = "legacy"
+api = "{API}"
+scopes = ["read:a"]
 
 {hooks}
-"#
-    )
+"#,
+            app = self.app.hash,
+            ops = self.ops.hash,
+            legacy = self.legacy.hash,
+        )
+    }
+
+    /// Start a server on [`Clients::manifest`] with `hooks`, after writing `files`.
+    pub fn start(&self, hooks: &str, files: &[(&str, &str)]) -> TestServer {
+        TestServer::start_with_files(&self.manifest(hooks), files)
+            .unwrap_or_else(|e| panic!("server start: {e}"))
+    }
+}
+
+impl Default for Clients {
+    fn default() -> Self {
+        Clients::new()
+    }
+}
+
+/// The fixture manifest with [`Clients::fixed`] (both `app` and `ops` use
+/// [`CLIENT_SECRET`]), then `hooks` (TOML).
+pub fn manifest(hooks: &str) -> String {
+    Clients::fixed().manifest(hooks)
 }
 
 /// Request a token for `app` on `https://api.test` with Basic auth and `extra` form fields.

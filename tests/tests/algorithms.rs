@@ -13,7 +13,7 @@ use tokenhook_tests::{TestServer, get_json, verified_claims};
 
 fn with_key(clients: &Clients, alg: &str, path: &str) -> String {
     clients.manifest("").replace(
-        r#"keys = { source = "file", path = "{dir}/key.pem", alg = "ES256" }"#,
+        tokenhook_tests::FILE_KEYS,
         &format!(r#"keys = {{ source = "file", path = "{path}", alg = "{alg}" }}"#),
     )
 }

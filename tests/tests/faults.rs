@@ -393,7 +393,7 @@ fn generation(g: u64) -> (String, String) {
         tokenhook::engine::sha256_hex(module.as_bytes())
     );
     let text = manifest(&hook).replace(
-        "token_lifetime = \"10m\"",
+        "token_lifetime = \"15m\"",
         &format!("token_lifetime = \"{}s\"", 600 + g),
     );
     (text, module)

@@ -1,140 +1,17 @@
-//! Fixtures shared by the token-endpoint suites: a manifest with freshly
-//! generated client secrets (two `sha256:` clients and one argon2id client),
+//! Helpers shared by the token-endpoint suites: the fixture clients and
+//! manifest (re-exported from `tokenhook_tests`, the one set of fixtures),
 //! requests that encode Basic credentials exactly as RFC 6749 §2.3.1 says,
 //! RFC 6749 §5.2 error checks, and small contract-v1 hooks written in wat.
 
 #![allow(dead_code)]
 
 use std::path::{Path, PathBuf};
-use std::sync::OnceLock;
 
 use base64::Engine;
 use serde_json::Value;
 use tokenhook_tests::{Reply, TestServer};
 
-pub const ISSUER: &str = "https://issuer.test/";
-pub const API: &str = "https://api.test";
-pub const OTHER: &str = "https://other.test";
-/// `token_lifetime = "15m"` in [`Clients::manifest`].
-pub const LIFETIME_SECS: u64 = 900;
-/// The only claim namespace of [`Clients::manifest`].
-pub const NS: &str = "https://claims.test/";
-/// The operator-chosen secret of the argon2id client `legacy`: characters
-/// that Basic credentials must percent-encode (RFC 6749 §2.3.1).
-pub const LEGACY_SECRET: &str = "p@ss w%rd:+1/ü";
-
-/// One client of the fixture manifest.
-#[derive(Clone, Debug)]
-pub struct Client {
-    pub id: &'static str,
-    pub secret: String,
-    pub hash: String,
-}
-
-/// The clients of [`Clients::manifest`]: `app` (metadata tenant=acme,
-/// plan=free; granted read:a write:a read:b on api.test), `ops` (tenant=globex,
-/// plan=pro, tier=gold; granted read:a write:a admin:a on api.test and read:o
-/// write:o on other.test), both `sha256:`; `legacy` (argon2id; granted read:a
-/// on api.test).
-#[derive(Clone, Debug)]
-pub struct Clients {
-    pub app: Client,
-    pub ops: Client,
-    pub legacy: Client,
-}
-
-fn argon2_hash() -> &'static str {
-    static HASH: OnceLock<String> = OnceLock::new();
-    HASH.get_or_init(|| tokenhook::clients::hash_argon2(LEGACY_SECRET).expect("argon2 hash"))
-}
-
-impl Clients {
-    pub fn new() -> Clients {
-        let fresh = |id: &'static str| {
-            let (secret, hash) = tokenhook::clients::new_secret();
-            Client { id, secret, hash }
-        };
-        Clients {
-            app: fresh("app"),
-            ops: fresh("ops"),
-            legacy: Client {
-                id: "legacy",
-                secret: LEGACY_SECRET.to_string(),
-                hash: argon2_hash().to_string(),
-            },
-        }
-    }
-
-    /// The fixture manifest followed by `hooks` (TOML). `{dir}` is the
-    /// server's directory (the signing key is generated there).
-    pub fn manifest(&self, hooks: &str) -> String {
-        format!(
-            r#"issuer = "{ISSUER}"
-token_lifetime = "15m"
-keys = {{ source = "file", path = "{{dir}}/key.pem", alg = "ES256" }}
-
-[policy]
-claim_namespaces = ["{NS}"]
-max_claims_size = "64KiB"
-
-[[apis]]
-identifier = "{API}"
-name = "API"
-scopes = ["read:a", "write:a", "admin:a", "read:b"]
-
-[[apis]]
-identifier = "{OTHER}"
-scopes = ["read:o", "write:o"]
-
-[[clients]]
-id = "app"
-name = "The app"
-secret_hash = "{app}"
-metadata = {{ tenant = "acme", plan = "free" }}
-
-[[clients]]
-id = "ops"
-secret_hash = "{ops}"
-metadata = {{ tenant = "globex", plan = "pro", tier = "gold" }}
-
-[[clients]]
-id = "legacy"
-secret_hash = "{legacy}"
-
-[[grants]]
-client = "app"
-api = "{API}"
-scopes = ["read:a", "write:a", "read:b"]
-
-[[grants]]
-client = "ops"
-api = "{API}"
-scopes = ["read:a", "write:a", "admin:a"]
-
-[[grants]]
-client = "ops"
-api = "{OTHER}"
-scopes = ["read:o", "write:o"]
-
-[[grants]]
-client = "legacy"
-api = "{API}"
-scopes = ["read:a"]
-
-{hooks}
-"#,
-            app = self.app.hash,
-            ops = self.ops.hash,
-            legacy = self.legacy.hash,
-        )
-    }
-
-    /// Start a server on [`Clients::manifest`] with `hooks`, after writing `files`.
-    pub fn start(&self, hooks: &str, files: &[(&str, &str)]) -> TestServer {
-        TestServer::start_with_files(&self.manifest(hooks), files)
-            .unwrap_or_else(|e| panic!("server start: {e}"))
-    }
-}
+pub use tokenhook_tests::{API, Client, Clients, ISSUER, LEGACY_SECRET, LIFETIME_SECS, NS, OTHER};
 
 /// Percent-encode everything but RFC 3986 unreserved characters, as
 /// `application/x-www-form-urlencoded` allows.
