@@ -20,7 +20,8 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 use tokenhook_sdk::wire::DenyCode;
 
-use crate::engine::{Limits, Usage};
+use crate::engine::Limits;
+use crate::hooks::Usage;
 use crate::manifest::{Capabilities, CaptureConfig, HookConfig, Manifest};
 
 /// Default `max_size`: 16 MiB per file, one previous file kept.
@@ -44,7 +45,7 @@ pub enum Verdict {
         error: DenyCode,
         description: String,
     },
-    /// `kind` is a [`crate::engine::FailureKind`] name or `policy_violation`.
+    /// `kind` is a [`crate::hooks::FailureKind`] name or `policy_violation`.
     Failed { kind: String, cause: String },
 }
 

@@ -14,8 +14,8 @@ use serde::Serialize;
 use serde_json::{Map, Value};
 use tokenhook_sdk::wire::{LogLine, RequestContext, TokenState};
 
-use crate::engine::{Limits, Usage};
-use crate::hooks::ChainHook;
+use crate::engine::Limits;
+use crate::hooks::{ChainHook, Usage};
 use crate::manifest::{HookMode, OnError};
 use crate::oauth::{ErrorCode, OAuthError};
 use crate::pipeline::{HookOutcome, Issuer};
@@ -248,13 +248,9 @@ impl Trace {
             time_us: usage.wall_time.as_micros() as u64,
             timeout_us: limits.timeout.as_micros() as u64,
         });
-        step.logs = logs
-            .iter()
-            .map(|l| LogLine {
-                level: l.level,
-                message: hook.redact(&l.message),
-            })
-            .collect();
+        // Already redacted (and cut) by `ChainHook::call`, with the values
+        // that call was given.
+        step.logs = logs.to_vec();
         self.steps.push(step);
     }
 }

@@ -1,27 +1,130 @@
 //! The hook chain: the manifest's hooks, loaded and ready, each with its
 //! filters, capabilities, config and secrets, behind the small [`HookRunner`]
 //! trait so the pipeline does not depend on how a hook executes.
+//!
+//! The trait and what a call returns ([`HookCall`], [`HookFailure`],
+//! [`FailureKind`], [`Usage`]) are defined here, in the pipeline's terms: the
+//! wasm engine implements the trait (`engine::runner` maps its own results
+//! onto these), and the pipeline's unit tests implement it with scripted
+//! fakes. [`load_chain`] is the constructor that loads wasm modules;
+//! [`ChainHook::new`] builds a hook of the chain around any runner.
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use serde_json::Value;
 
-use tokenhook_sdk::wire::{EVENT_PARTS, Event, LogLevel, READS_EXPORT_PREFIX, Secrets, TokenState};
+use tokenhook_sdk::wire::{
+    Command, EVENT_PARTS, Event, LogLevel, LogLine, READS_EXPORT_PREFIX, Secrets, TokenState,
+};
 
-use crate::engine::{FailureKind, HookCall, HookEngine, HookFailure, HookModule};
+use crate::engine::{self, HookEngine};
 use crate::manifest::{HookConfig, Manifest, ManifestError, SecretRef};
 use crate::secrets::SecretStore;
 use crate::secrets::hooks::{self as hook_secrets, HookSecrets};
 
 /// Runs one hook on one event. The wasm engine implements it; so could any
-/// other sandbox.
+/// other sandbox, and so do the pipeline's tests. The chain holds runners as
+/// `Box<dyn HookRunner>`: one dynamic call per hook call.
 pub trait HookRunner: Send + Sync {
+    /// Run the hook on `event_json` (a contract-v1 event). A hook's fault is
+    /// never a panic here: it is a [`HookFailure`] in the result.
     fn call(&self, event_json: &[u8]) -> HookCall;
 }
 
-impl HookRunner for HookModule {
-    fn call(&self, event_json: &[u8]) -> HookCall {
-        HookModule::call(self, event_json)
+/// What one hook call produced, whatever ran it: the hook's commands or a
+/// classified failure, its log lines, and what it used.
+#[derive(Debug)]
+pub struct HookCall {
+    pub outcome: Result<Vec<Command>, HookFailure>,
+    /// The hook's own log lines, as many as the runner keeps.
+    pub logs: Vec<LogLine>,
+    /// Log lines beyond what the runner keeps, dropped.
+    pub logs_dropped: usize,
+    pub usage: Usage,
+}
+
+/// Resources one call used, reported beside the hook's limits. All zero for
+/// a hook that did not run.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Usage {
+    pub fuel_used: u64,
+    /// Largest linear-memory size the call reached, in bytes.
+    pub memory_peak: u64,
+    pub wall_time: Duration,
+}
+
+/// Why a call produced no usable commands: its kind and a cause for the log.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[error("{kind}: {message}")]
+pub struct HookFailure {
+    pub kind: FailureKind,
+    pub message: String,
+}
+
+impl HookFailure {
+    pub fn new(kind: FailureKind, message: impl Into<String>) -> Self {
+        HookFailure {
+            kind,
+            message: message.into(),
+        }
+    }
+}
+
+/// How a call failed. The names are stable: logs, metrics, captures and
+/// `docs/hook-abi.md` use them (the engine's kinds of the same name map
+/// onto these; its load-time kinds cannot happen in a call).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum FailureKind {
+    /// The wall-clock deadline passed.
+    Timeout,
+    /// The fuel budget ran out.
+    OutOfFuel,
+    /// Linear memory would have grown past the cap.
+    MemoryLimit,
+    /// The stack cap was exceeded.
+    StackOverflow,
+    /// Any other trap (a panic, `unreachable`, out-of-bounds access...).
+    Trap,
+    /// The event is larger than the hook's input cap.
+    InputTooLarge,
+    /// The hook's output is larger than its output cap.
+    OutputTooLarge,
+    /// The output is not valid contract-v1 JSON, or lies outside memory.
+    InvalidOutput,
+    /// The hook returned `{"error": ...}`.
+    HookError,
+    /// The module does not keep the call contract (missing or mistyped exports).
+    ContractMismatch,
+    /// A host resource ran out (instance slots, table size).
+    ResourceLimit,
+    /// The hook was not run: its Secrets Manager secrets could not be read
+    /// for longer than `hook_secret_max_stale`.
+    SecretsUnavailable,
+}
+
+impl FailureKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            FailureKind::Timeout => "timeout",
+            FailureKind::OutOfFuel => "out_of_fuel",
+            FailureKind::MemoryLimit => "memory_limit",
+            FailureKind::StackOverflow => "stack_overflow",
+            FailureKind::Trap => "trap",
+            FailureKind::InputTooLarge => "input_too_large",
+            FailureKind::OutputTooLarge => "output_too_large",
+            FailureKind::InvalidOutput => "invalid_output",
+            FailureKind::HookError => "hook_error",
+            FailureKind::ContractMismatch => "contract_mismatch",
+            FailureKind::ResourceLimit => "resource_limit",
+            FailureKind::SecretsUnavailable => "secrets_unavailable",
+        }
+    }
+}
+
+impl std::fmt::Display for FailureKind {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
     }
 }
 
@@ -40,6 +143,28 @@ pub struct ChainHook {
 }
 
 impl ChainHook {
+    /// A hook of the chain: its manifest config, whatever runs it, the
+    /// event parts it reads, its secrets and its capture. [`load_chain`]
+    /// gives wasm modules; the pipeline's tests give scripted fakes.
+    pub fn new(
+        config: HookConfig,
+        runner: Box<dyn HookRunner>,
+        reads: EventParts,
+        secrets: HookSecrets,
+        capture: Option<crate::capture::Capture>,
+    ) -> ChainHook {
+        let config_json = serde_json::to_vec(config.config.as_ref().unwrap_or(&Value::Null))
+            .expect("config serializes");
+        ChainHook {
+            config,
+            runner,
+            config_json,
+            reads,
+            secrets,
+            capture,
+        }
+    }
+
     pub fn name(&self) -> &str {
         &self.config.name
     }
@@ -106,7 +231,8 @@ impl ChainHook {
 
     /// Text about this hook (a policy violation naming its commands) with
     /// its secret values blanked out. A call's logs, failure cause and deny
-    /// descriptions are already redacted by [`ChainHook::call`].
+    /// descriptions are already redacted by [`ChainHook::call`], once, with
+    /// the values that call was given: do not redact them again.
     pub fn redact(&self, message: &str) -> String {
         self.secrets.latest().redactor.redact(message)
     }
@@ -286,9 +412,11 @@ pub async fn load_chain(
         })
         .await
         .map_err(|e| err("module", format!("loading panicked: {e}")))?
-        .map_err(|f: HookFailure| err("module", format!("{} refused: {f}", path.display())))?;
+        .map_err(|f: engine::HookFailure| {
+            err("module", format!("{} refused: {f}", path.display()))
+        })?;
         let reads = EventParts::declared(module.export_names()).map_err(|e| {
-            let failure = HookFailure::new(FailureKind::ContractMismatch, e);
+            let failure = engine::HookFailure::new(engine::FailureKind::ContractMismatch, e);
             err("module", format!("{} refused: {failure}", path.display()))
         })?;
         let mut values = Secrets::default();
@@ -319,8 +447,6 @@ pub async fn load_chain(
             manifest.hook_secret_ttl,
             manifest.hook_secret_max_stale(),
         );
-        let config_json = serde_json::to_vec(config.config.as_ref().unwrap_or(&Value::Null))
-            .expect("config serializes");
         let capture = match &config.capture {
             Some(settings) => Some(
                 crate::capture::Capture::open(manifest, config, settings, limits)
@@ -328,14 +454,13 @@ pub async fn load_chain(
             ),
             None => None,
         };
-        chain.push(ChainHook {
-            config: config.clone(),
-            config_json,
+        chain.push(ChainHook::new(
+            config.clone(),
+            Box::new(module),
             reads,
-            runner: Box::new(module),
             secrets,
             capture,
-        });
+        ));
     }
     Ok(chain)
 }

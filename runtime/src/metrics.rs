@@ -43,7 +43,7 @@ use metrics_exporter_prometheus::{
 };
 use serde_json::{Map, Value, json};
 
-use crate::engine::Usage;
+use crate::hooks::Usage;
 use crate::oauth::{ClientAuth, OAuthError, TokenRequest, TokenResponse};
 use crate::policy::Applied;
 

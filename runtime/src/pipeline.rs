@@ -106,9 +106,28 @@ impl Issuer {
         Ok(issuer)
     }
 
+    /// An issuer for a validated manifest: its key source, its hooks loaded
+    /// by the wasm engine ([`load_chain`]), its store.
     pub async fn build(manifest: Manifest, services: &Services) -> Result<Issuer, ManifestError> {
         let keys = key_source(&manifest, services).await?;
         let hooks = load_chain(&manifest, &services.engine, services.secret_store.as_ref()).await?;
+        Issuer::assemble(manifest, keys, hooks).await
+    }
+
+    /// The rest of [`Issuer::build`], from a key source and a hook chain
+    /// already made: [`load_chain`]'s wasm modules, or any other
+    /// [`crate::hooks::HookRunner`]s (the unit tests' fakes). `hooks` holds
+    /// one hook per manifest hook, in manifest order.
+    pub async fn assemble(
+        manifest: Manifest,
+        keys: Arc<dyn KeySource>,
+        hooks: Vec<ChainHook>,
+    ) -> Result<Issuer, ManifestError> {
+        let names = manifest.hooks.iter().map(|c| c.name.as_str());
+        assert!(
+            hooks.iter().map(ChainHook::name).eq(names),
+            "one chain hook per manifest hook, in manifest order"
+        );
         let store = open_store(&manifest).await?;
         let clients = manifest
             .clients
@@ -441,13 +460,10 @@ impl Issuer {
                 "hook log lines over the limit were dropped"
             );
         }
+        // `call` was redacted once, with the values the hook was given
+        // (`ChainHook::call`): its logs, failure cause and deny descriptions.
         for line in &call.logs {
-            log_hook_line(
-                request_id,
-                hook.name(),
-                line.level,
-                &hook.redact(&line.message),
-            );
+            log_hook_line(request_id, hook.name(), line.level, &line.message);
         }
         let usage = call.usage;
         let outcome = match call.outcome {
@@ -457,7 +473,7 @@ impl Issuer {
                     Err(violation) => Err(("policy_violation", hook.redact(&violation))),
                 }
             }
-            Err(failure) => Err((failure.kind.as_str(), hook.redact(&failure.message))),
+            Err(failure) => Err((failure.kind.as_str(), failure.message)),
         };
         // Explain runs are not traffic: no metrics, no capture.
         if trace.is_none() {
@@ -806,6 +822,10 @@ async fn open_store(manifest: &Manifest) -> Result<Option<StoreView>, ManifestEr
     tracing::info!(store = %described, registry = ?manifest.registry(), "store opened");
     Ok(Some(view))
 }
+
+/// The hook loop, explain and issuance with scripted hook runners.
+#[cfg(test)]
+mod tests;
 
 /// The scope algebra of step 4, as properties: `parse_scope` then
 /// `effective_scopes` on any space-separated request against any grant.

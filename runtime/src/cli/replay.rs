@@ -19,6 +19,7 @@ use tokenhook_sdk::wire::Event;
 
 use crate::capture::{Record, RecordedUsage, Verdict};
 use crate::engine::{EngineSettings, HookEngine, HookModule, Limits};
+use crate::hooks::HookRunner;
 use crate::policy::{self, Applied, Rules};
 use crate::units::{show_count, show_duration, show_size};
 
@@ -261,7 +262,8 @@ fn judge(
     event: &Event,
     record: &Record,
 ) -> (Verdict, RecordedUsage) {
-    let call = module.call(input);
+    // Through the chain's runner seam, as the issuer calls it.
+    let call = HookRunner::call(module, input);
     let usage = RecordedUsage::from(call.usage);
     let verdict = match call.outcome {
         Err(failure) => Verdict::Failed {

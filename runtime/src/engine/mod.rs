@@ -24,6 +24,7 @@ mod limiter;
 pub mod limits;
 mod load;
 pub mod precompiled;
+mod runner;
 mod setup;
 
 use std::sync::{Arc, Mutex};
