@@ -560,8 +560,17 @@ async fn revoking_a_client(backend: Backend) {
     );
 
     // Restored: new tokens again; the old ones stay revoked. (A cut-off
-    // covers its whole second, `iat` having no finer grain: let it pass.)
-    tokio::time::sleep(Duration::from_millis(1100)).await;
+    // covers its whole second, `iat` having no finer grain: wait until the
+    // clock has left the newest cut-off's second.)
+    let newest_cutoff = clients
+        .iter()
+        .filter_map(|c| c["issued_before"].as_u64())
+        .max()
+        .unwrap();
+    eventually("the clock passes the cut-off's second", || async {
+        tokenhook::store::now_secs() > newest_cutoff
+    })
+    .await;
     cli_ok(&backend, &manifest, &["clients", "restore", "app"]);
     cli_ok(
         &backend,
