@@ -11,6 +11,8 @@ use base64::Engine;
 use serde_json::Value;
 use tokenhook_tests::{Reply, TestServer};
 
+// Every suite takes what it needs of the one set (`use support::*`).
+#[allow(unused_imports)]
 pub use tokenhook_tests::{API, Client, Clients, ISSUER, LEGACY_SECRET, LIFETIME_SECS, NS, OTHER};
 
 /// Percent-encode everything but RFC 3986 unreserved characters, as
