@@ -17,6 +17,7 @@ pub mod oauth;
 pub mod pipeline;
 pub mod playground;
 pub mod policy;
+pub mod reload;
 pub mod revocation;
 pub mod secrets;
 pub mod startup;

@@ -594,7 +594,7 @@ identifier = "https://api.test"
         let issuer = crate::pipeline::Issuer::load(&path, &crate::pipeline::Services::local())
             .await
             .unwrap();
-        let current = crate::doors::http::CurrentIssuer::new(issuer);
+        let current = crate::reload::CurrentIssuer::new(issuer);
         let get = |enabled: bool| {
             let app = crate::doors::lambda::http_app(current.clone(), enabled);
             async move {

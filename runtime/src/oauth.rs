@@ -1,7 +1,9 @@
 //! The OAuth 2.0 shapes every front door shares: the token request the
-//! pipeline receives, its success response (RFC 6749 §5.1) and its errors (§5.2).
+//! pipeline receives, its success response (RFC 6749 §5.1), its errors
+//! (§5.2), and the authorization server metadata (RFC 8414).
 
 use serde::Serialize;
+use serde_json::{Value, json};
 use tokenhook_sdk::wire::RequestContext;
 
 /// How the client authenticated, as the front door saw it.
@@ -147,6 +149,32 @@ fn rfc6749_text(text: &str) -> String {
             _ => '?',
         })
         .collect()
+}
+
+/// RFC 8414 authorization server metadata of `issuer`, reachable at
+/// `base_url`, whose APIs define `scopes` (as listed, in order). Only the
+/// client-credentials grant and the two client-secret methods exist here, so
+/// those are fixed.
+pub fn server_metadata<'a>(
+    issuer: &str,
+    base_url: &str,
+    scopes: impl IntoIterator<Item = &'a String>,
+) -> Value {
+    let base = base_url.trim_end_matches('/');
+    let auth_methods = ["client_secret_basic", "client_secret_post"];
+    json!({
+        "issuer": issuer,
+        "token_endpoint": format!("{base}/oauth/token"),
+        "jwks_uri": format!("{base}/.well-known/jwks.json"),
+        "grant_types_supported": ["client_credentials"],
+        "token_endpoint_auth_methods_supported": auth_methods,
+        "revocation_endpoint": format!("{base}/oauth/revoke"),
+        "revocation_endpoint_auth_methods_supported": auth_methods,
+        "introspection_endpoint": format!("{base}/oauth/introspect"),
+        "introspection_endpoint_auth_methods_supported": auth_methods,
+        "response_types_supported": [],
+        "scopes_supported": scopes.into_iter().collect::<Vec<_>>(),
+    })
 }
 
 #[cfg(test)]

@@ -4,7 +4,7 @@
 //! knows which door a request came through.
 
 use std::collections::HashMap;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::Arc;
 use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
@@ -16,13 +16,13 @@ use crate::clients::{ClientGuard, KnownClient, Refusal};
 use crate::engine::{HookEngine, Limits};
 use crate::explain::Trace;
 use crate::hooks::{ChainHook, EventFrame, load_chain, log_hook_line};
-use crate::keys::{KeySet, KeySource, stored};
+use crate::keys::{KeySet, KeySource};
 use crate::manifest::{
-    ApiConfig, HookMode, KeysConfig, Manifest, ManifestError, OnError, Overrides, RegistrySource,
-    StoreLocation,
+    ApiConfig, HookMode, Manifest, ManifestError, OnError, Overrides, RegistrySource, StoreLocation,
 };
 use crate::oauth::{ClientAuth, ErrorCode, OAuthError, TokenRequest, TokenResponse};
 use crate::policy::{self, Applied, Rules};
+use crate::reload::SourceFiles;
 use crate::secrets::SecretStore;
 use crate::store::view::StoreView;
 use crate::store::{Store, StoreError};
@@ -45,38 +45,6 @@ impl Services {
             secret_store: None,
             overrides: Overrides::default(),
         }
-    }
-}
-
-/// Modification time and size of a manifest and of the hook modules it names,
-/// read from disk: what a reload compares. Reading tolerates a manifest that
-/// does not parse (its hooks are then simply not listed).
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
-pub struct SourceFiles(Vec<(PathBuf, Option<(std::time::SystemTime, u64)>)>);
-
-impl SourceFiles {
-    pub fn read(manifest_path: &Path) -> SourceFiles {
-        let stat = |p: &Path| {
-            std::fs::metadata(p)
-                .ok()
-                .and_then(|m| Some((m.modified().ok()?, m.len())))
-        };
-        let mut files = vec![(manifest_path.to_path_buf(), stat(manifest_path))];
-        let modules = std::fs::read_to_string(manifest_path)
-            .ok()
-            .and_then(|text| Manifest::parse(&text, manifest_path).ok())
-            .map(|m| {
-                m.hooks
-                    .iter()
-                    .map(|h| m.resolve(&h.module))
-                    .collect::<Vec<_>>()
-            })
-            .unwrap_or_default();
-        files.extend(modules.into_iter().map(|p| {
-            let s = stat(&p);
-            (p, s)
-        }));
-        SourceFiles(files)
     }
 }
 
@@ -109,7 +77,7 @@ impl Issuer {
     /// An issuer for a validated manifest: its key source, its hooks loaded
     /// by the wasm engine ([`load_chain`]), its store.
     pub async fn build(manifest: Manifest, services: &Services) -> Result<Issuer, ManifestError> {
-        let keys = key_source(&manifest, services).await?;
+        let keys = crate::keys::from_manifest(&manifest, services.secret_store.as_ref()).await?;
         let hooks = load_chain(&manifest, &services.engine, services.secret_store.as_ref()).await?;
         Issuer::assemble(manifest, keys, hooks).await
     }
@@ -613,25 +581,6 @@ impl Issuer {
         claims.insert("jti".into(), json!(jti));
         (claims, scope, jti)
     }
-
-    /// RFC 8414 authorization server metadata for `base_url` (where this
-    /// issuer is reachable).
-    pub async fn metadata(&self, base_url: &str) -> Value {
-        let base = base_url.trim_end_matches('/');
-        json!({
-            "issuer": self.manifest.issuer,
-            "token_endpoint": format!("{base}/oauth/token"),
-            "jwks_uri": format!("{base}/.well-known/jwks.json"),
-            "grant_types_supported": ["client_credentials"],
-            "token_endpoint_auth_methods_supported": ["client_secret_basic", "client_secret_post"],
-            "revocation_endpoint": format!("{base}/oauth/revoke"),
-            "revocation_endpoint_auth_methods_supported": ["client_secret_basic", "client_secret_post"],
-            "introspection_endpoint": format!("{base}/oauth/introspect"),
-            "introspection_endpoint_auth_methods_supported": ["client_secret_basic", "client_secret_post"],
-            "response_types_supported": [],
-            "scopes_supported": self.manifest.apis.iter().flat_map(|a| a.scopes.iter()).collect::<Vec<_>>(),
-        })
-    }
 }
 
 /// Warn about argon2id clients whose cost differs from the default: a failed
@@ -737,49 +686,6 @@ fn new_jti() -> String {
     let mut bytes = [0u8; 16];
     aws_lc_rs::rand::fill(&mut bytes).expect("system random");
     base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes)
-}
-
-async fn key_source(
-    manifest: &Manifest,
-    services: &Services,
-) -> Result<Arc<dyn KeySource>, ManifestError> {
-    let err = |field: &str, message: String| ManifestError {
-        file: manifest.path.clone(),
-        field: field.to_string(),
-        message,
-    };
-    match &manifest.keys {
-        KeysConfig::File { path, alg } => {
-            let alg = *alg;
-            let path = manifest.resolve(Path::new(path));
-            let source = tokio::task::spawn_blocking(move || {
-                crate::keys::file::FileKeySource::open_or_generate(&path, alg)
-            })
-            .await
-            .map_err(|e| err("keys", e.to_string()))?
-            .map_err(|e| err("keys.path", e.to_string()))?;
-            Ok(Arc::new(source))
-        }
-        KeysConfig::Secretsmanager {
-            secret_id,
-            cache_ttl,
-            max_stale,
-        } => {
-            let Some(store) = services.secret_store.clone() else {
-                return Err(err(
-                    "keys.secret_id",
-                    format!(
-                        "Secrets Manager key set `{secret_id}` needs AWS configuration, which this process does not have"
-                    ),
-                ));
-            };
-            let source =
-                stored::StoredSecretKeySource::open(store, secret_id, *cache_ttl, *max_stale)
-                    .await
-                    .map_err(|e| err("keys.secret_id", e.to_string()))?;
-            Ok(Arc::new(source))
-        }
-    }
 }
 
 /// The store could not be read for longer than it may be trusted: fail closed.

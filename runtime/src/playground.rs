@@ -28,8 +28,8 @@ use serde::Deserialize;
 use serde_json::{Value, json};
 use tokenhook_sdk::wire::RequestContext;
 
-use crate::doors::http::CurrentIssuer;
 use crate::explain::ExplainRequest;
+use crate::reload::CurrentIssuer;
 
 /// The page: HTML, CSS and plain JavaScript in one file, no build step.
 pub const PAGE: &str = include_str!("playground.html");

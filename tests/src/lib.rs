@@ -109,7 +109,7 @@ impl TestServer {
                 .await
                 .expect("bind");
             let addr = listener.local_addr().expect("addr");
-            let current = tokenhook::doors::http::CurrentIssuer::new(issuer);
+            let current = tokenhook::reload::CurrentIssuer::new(issuer);
             tokio::spawn(tokenhook::doors::server::serve(
                 listener, path, services, current,
             ));

@@ -3,21 +3,20 @@
 //! changed hook module is picked up, tokens from before a reload still
 //! verify, and a manifest or module that fails to load is refused while the
 //! running configuration keeps serving exactly as before. Every wait is a
-//! bounded poll.
+//! bounded poll for the reload's outcome (`GET /status/reload`: the
+//! generation in force, refusals so far, the latest error), so a refusal is
+//! seen to happen rather than inferred from nothing changing for a while.
 
 mod support;
 
 use std::time::Duration;
 
-use serde_json::json;
+use serde_json::{Value, json};
 use support::*;
-use tokenhook_tests::{TestServer, fixed_output_hook, verified_claims};
+use tokenhook_tests::{TestServer, fixed_output_hook, get_json, verified_claims};
 
-/// How long a change may take to show (the watcher polls every second).
+/// How long a reload may take to happen (the watcher polls every second).
 const WITHIN: Duration = Duration::from_secs(10);
-/// How long a refused change is watched for not taking effect: several
-/// watcher periods.
-const REFUSED_FOR: Duration = Duration::from_millis(3500);
 
 const APP_GRANT: &str = "[[grants]]\nclient = \"app\"\napi = \"https://api.test\"\nscopes = [\"read:a\", \"write:a\", \"read:b\"]\n";
 
@@ -27,13 +26,43 @@ fn without_app_grant(text: &str) -> String {
     out
 }
 
-/// Poll for `window`: every answer to `check` must be true.
-async fn holds_throughout(what: &str, window: Duration, mut check: impl AsyncFnMut() -> bool) {
-    let until = std::time::Instant::now() + window;
-    while std::time::Instant::now() < until {
-        assert!(check().await, "stopped holding: {what}");
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+/// The server's reload status: `generation`, `failures`, `last_error`.
+async fn reload_status(server: &TestServer) -> Value {
+    get_json(server, "/status/reload").await
+}
+
+/// Wait for the next reload outcome after `before` (a status read before the
+/// change was made): a new generation or one more refusal.
+async fn next_outcome(server: &TestServer, before: &Value) -> Value {
+    let mut now = Value::Null;
+    eventually("a reload happens", WITHIN, async || {
+        now = reload_status(server).await;
+        now["generation"] != before["generation"] || now["failures"] != before["failures"]
+    })
+    .await;
+    now
+}
+
+/// Wait for the change made after `before` to be loaded: exactly one new
+/// generation, no refusal.
+async fn reloaded(server: &TestServer, before: &Value) -> Value {
+    let now = next_outcome(server, before).await;
+    assert_eq!(now["failures"], before["failures"], "refused: {now}");
+    assert_eq!(
+        now["generation"],
+        before["generation"].as_u64().unwrap() + 1
+    );
+    assert!(now["last_error"].is_null(), "{now}");
+    now
+}
+
+/// Wait for the change made after `before` to be refused; returns the error
+/// (`field`, `message`). The generation in force stays.
+async fn refused(server: &TestServer, before: &Value) -> Value {
+    let now = next_outcome(server, before).await;
+    assert_eq!(now["generation"], before["generation"], "loaded: {now}");
+    assert_eq!(now["failures"], before["failures"].as_u64().unwrap() + 1);
+    now["last_error"].clone()
 }
 
 fn version_hook(version: &str) -> String {
@@ -51,12 +80,9 @@ async fn removing_a_grant_revokes_it_without_a_restart() {
     let server = clients.start("", &[]);
     assert_eq!(token(&server, &clients.app, &[]).await.status, 200);
 
+    let before = reload_status(&server).await;
     server.rewrite_manifest(&without_app_grant(&clients.manifest("")));
-    eventually("app's grant is revoked", WITHIN, async || {
-        let reply = token(&server, &clients.app, &[]).await;
-        reply.status == 400 && reply.body["error"] == "unauthorized_client"
-    })
-    .await;
+    let before = reloaded(&server, &before).await;
     assert_oauth_error(
         &token(&server, &clients.app, &[]).await,
         400,
@@ -69,10 +95,12 @@ async fn removing_a_grant_revokes_it_without_a_restart() {
     );
 
     server.rewrite_manifest(&clients.manifest(""));
-    eventually("app's grant is restored", WITHIN, async || {
-        token(&server, &clients.app, &[]).await.status == 200
-    })
-    .await;
+    reloaded(&server, &before).await;
+    assert_eq!(
+        token(&server, &clients.app, &[]).await.status,
+        200,
+        "app's grant is restored"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -87,11 +115,9 @@ async fn removing_a_client_revokes_its_credentials_without_a_restart() {
     let text = without_app_grant(&clients.manifest(""));
     let without_client = text.replace(&client_block, "");
     assert_ne!(without_client, text);
+    let before = reload_status(&server).await;
     server.rewrite_manifest(&without_client);
-    eventually("app can no longer authenticate", WITHIN, async || {
-        token(&server, &clients.app, &[]).await.status == 401
-    })
-    .await;
+    reloaded(&server, &before).await;
     assert_oauth_error(
         &token(&server, &clients.app, &[]).await,
         401,
@@ -108,11 +134,14 @@ async fn a_rotated_client_secret_takes_over_without_a_restart() {
     let (secret, hash) = tokenhook::clients::new_secret();
     rotated.app.secret = secret;
     rotated.app.hash = hash;
+    let before = reload_status(&server).await;
     server.rewrite_manifest(&rotated.manifest(""));
-    eventually("the new secret works", WITHIN, async || {
-        token(&server, &rotated.app, &[]).await.status == 200
-    })
-    .await;
+    reloaded(&server, &before).await;
+    assert_eq!(
+        token(&server, &rotated.app, &[]).await.status,
+        200,
+        "the new secret works"
+    );
     assert_oauth_error(
         &token(&server, &clients.app, &[]).await,
         401,
@@ -131,11 +160,17 @@ async fn an_invalid_manifest_is_refused_and_the_running_config_keeps_serving() {
         "api = \"https://other.test\"",
         "api = \"https://nowhere.test\"",
     );
+    let before = reload_status(&server).await;
     server.rewrite_manifest(&invalid);
-    holds_throughout("app keeps its grant", REFUSED_FOR, async || {
-        token(&server, &clients.app, &[]).await.status == 200
-    })
-    .await;
+    let error = refused(&server, &before).await;
+    // app's grant is gone, so ops' grant for other.test is the second.
+    assert_eq!(error["field"], "grants[1].api", "{error}");
+    assert_eq!(error["reason"], "file change");
+    assert_eq!(
+        token(&server, &clients.app, &[]).await.status,
+        200,
+        "app keeps its grant"
+    );
     assert_eq!(
         token_for(&server, &clients.ops, OTHER, &[]).await.status,
         200,
@@ -143,11 +178,10 @@ async fn an_invalid_manifest_is_refused_and_the_running_config_keeps_serving() {
     );
 
     // The watcher is still alive: a valid change after the refusal applies.
+    let before = reload_status(&server).await;
     server.rewrite_manifest(&without_app_grant(&clients.manifest("")));
-    eventually("the valid change applies", WITHIN, async || {
-        token(&server, &clients.app, &[]).await.status == 400
-    })
-    .await;
+    reloaded(&server, &before).await;
+    assert_eq!(token(&server, &clients.app, &[]).await.status, 400);
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -157,17 +191,20 @@ async fn a_half_written_manifest_is_refused_and_the_running_config_keeps_serving
     assert_eq!(token(&server, &clients.app, &[]).await.status, 200);
     let text = clients.manifest("");
     let half = &text[..text.find(APP_GRANT).expect("app grant") + 20];
+    let before = reload_status(&server).await;
     server.rewrite_manifest(half);
-    holds_throughout("app keeps its grant", REFUSED_FOR, async || {
-        token(&server, &clients.app, &[]).await.status == 200
-    })
-    .await;
+    let error = refused(&server, &before).await;
+    assert!(!error["message"].as_str().unwrap().is_empty(), "{error}");
+    assert_eq!(
+        token(&server, &clients.app, &[]).await.status,
+        200,
+        "app keeps its grant"
+    );
     // Finishing the write applies it.
+    let before = reload_status(&server).await;
     server.rewrite_manifest(&without_app_grant(&text));
-    eventually("the finished manifest applies", WITHIN, async || {
-        token(&server, &clients.app, &[]).await.status == 400
-    })
-    .await;
+    reloaded(&server, &before).await;
+    assert_eq!(token(&server, &clients.app, &[]).await.status, 400);
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -176,15 +213,13 @@ async fn tokens_issued_before_a_reload_still_verify_after_it() {
     let server = clients.start("", &[]);
     let before = token(&server, &clients.app, &[]).await;
     assert_eq!(before.body["expires_in"], LIFETIME_SECS);
+    let status = reload_status(&server).await;
     server.rewrite_manifest(
         &clients
             .manifest("")
             .replace("token_lifetime = \"15m\"", "token_lifetime = \"5m\""),
     );
-    eventually("the new lifetime applies", WITHIN, async || {
-        token(&server, &clients.app, &[]).await.body["expires_in"] == 300
-    })
-    .await;
+    reloaded(&server, &status).await;
     // Same key file, same key: the old token verifies against the JWKS now served.
     verified_claims(&server, &before, API).await;
     let after = token(&server, &clients.app, &[]).await;
@@ -205,16 +240,16 @@ async fn a_changed_hook_module_is_picked_up_without_touching_the_manifest() {
     let claims = verified_claims(&server, &token(&server, &clients.app, &[]).await, API).await;
     assert_eq!(claims[format!("{NS}version")], "v1");
 
+    let before = reload_status(&server).await;
     replace_file(
         &server.dir.path().join("versioned.wat"),
         version_hook("v2-longer").as_bytes(),
     );
-    eventually("the new module runs", WITHIN, async || {
-        let reply = token(&server, &clients.app, &[]).await;
-        reply.status == 200
-            && verified_claims(&server, &reply, API).await[format!("{NS}version")] == "v2-longer"
-    })
-    .await;
+    reloaded(&server, &before).await;
+    let reply = token(&server, &clients.app, &[]).await;
+    assert_eq!(reply.status, 200, "{}", reply.body);
+    let claims = verified_claims(&server, &reply, API).await;
+    assert_eq!(claims[format!("{NS}version")], "v2-longer");
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -240,24 +275,25 @@ async fn a_pinned_module_replaced_on_disk_is_refused_and_the_old_one_keeps_runni
     };
     assert_eq!(version().await, "v1");
 
+    let before = reload_status(&server).await;
     replace_file(&server.dir.path().join("versioned.wat"), v2.as_bytes());
-    holds_throughout("the pinned v1 keeps running", REFUSED_FOR, async || {
-        version().await == "v1"
-    })
-    .await;
+    let error = refused(&server, &before).await;
+    assert_eq!(error["field"], "hooks[0].module", "{error}");
+    let message = error["message"].as_str().unwrap();
+    assert!(message.contains("the manifest pins"), "{message}");
+    assert_eq!(version().await, "v1", "the pinned v1 keeps running");
 
     // Pinning the new digest lets it in.
+    let before = reload_status(&server).await;
     server.rewrite_manifest(&clients.manifest(&pinned(&v2)));
-    eventually("v2 runs once pinned", WITHIN, async || {
-        version().await == "v2-longer"
-    })
-    .await;
+    reloaded(&server, &before).await;
+    assert_eq!(version().await, "v2-longer", "v2 runs once pinned");
 }
 
 /// A pinned module deleted under a running server: the reload it triggers
 /// fails (the module cannot be read), so the running chain, which holds the
-/// compiled module, keeps serving; putting the same module back changes
-/// nothing visible.
+/// compiled module, keeps serving; putting the same module back is a change
+/// that loads, and the same module runs.
 #[tokio::test(flavor = "multi_thread")]
 async fn a_pinned_module_deleted_on_disk_is_refused_and_the_old_one_keeps_running() {
     let clients = Clients::new();
@@ -279,16 +315,14 @@ async fn a_pinned_module_deleted_on_disk_is_refused_and_the_old_one_keeps_runnin
     assert_eq!(version().await, "v1");
 
     let module = server.dir.path().join("versioned.wat");
+    let before = reload_status(&server).await;
     std::fs::remove_file(&module).unwrap();
-    holds_throughout("the loaded v1 keeps running", REFUSED_FOR, async || {
-        version().await == "v1"
-    })
-    .await;
+    refused(&server, &before).await;
+    assert_eq!(version().await, "v1", "the loaded v1 keeps running");
+    let before = reload_status(&server).await;
     replace_file(&module, v1.as_bytes());
-    holds_throughout("v1 still runs once it is back", REFUSED_FOR, async || {
-        version().await == "v1"
-    })
-    .await;
+    reloaded(&server, &before).await;
+    assert_eq!(version().await, "v1", "v1 still runs once it is back");
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -297,37 +331,26 @@ async fn a_manifest_refused_for_a_missing_module_loads_once_the_module_appears()
     let server = clients.start("", &[]);
     assert_eq!(token(&server, &clients.app, &[]).await.status, 200);
     let with_hook = clients.manifest(&hook("late", &in_dir("late.wat"), VERSION_CAPS));
+    let before = reload_status(&server).await;
     server.rewrite_manifest(&with_hook);
-    holds_throughout(
-        "the old configuration serves",
-        Duration::from_millis(1500),
-        async || {
-            let reply = token(&server, &clients.app, &[]).await;
-            reply.status == 200
-                && verified_claims(&server, &reply, API)
-                    .await
-                    .get(format!("{NS}version"))
-                    .is_none()
-        },
-    )
-    .await;
+    refused(&server, &before).await;
+    let reply = token(&server, &clients.app, &[]).await;
+    assert_eq!(reply.status, 200, "the old configuration serves");
+    let claims = verified_claims(&server, &reply, API).await;
+    assert!(claims.get(format!("{NS}version")).is_none(), "{claims}");
 
     // The module the manifest on disk names now exists: that is a change to
     // a hook module of the manifest, and it should be loaded.
+    let before = reload_status(&server).await;
     replace_file(
         &server.dir.path().join("late.wat"),
         version_hook("late").as_bytes(),
     );
-    eventually(
-        "the manifest with its module is loaded",
-        WITHIN,
-        async || {
-            let reply = token(&server, &clients.app, &[]).await;
-            reply.status == 200
-                && verified_claims(&server, &reply, API).await[format!("{NS}version")] == "late"
-        },
-    )
-    .await;
+    reloaded(&server, &before).await;
+    let reply = token(&server, &clients.app, &[]).await;
+    assert_eq!(reply.status, 200, "{}", reply.body);
+    let claims = verified_claims(&server, &reply, API).await;
+    assert_eq!(claims[format!("{NS}version")], "late");
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -341,12 +364,12 @@ async fn a_reload_replaces_the_hook_chain_as_a_whole() {
         ],
     );
     assert_eq!(token(&server, &clients.app, &[]).await.status, 200);
+    let before = reload_status(&server).await;
     server.rewrite_manifest(&clients.manifest(&hook("two", &in_dir("two.wat"), VERSION_CAPS)));
-    eventually("the new chain runs", WITHIN, async || {
-        let reply = token(&server, &clients.app, &[]).await;
-        verified_claims(&server, &reply, API).await[format!("{NS}version")] == "two"
-    })
-    .await;
+    reloaded(&server, &before).await;
+    let reply = token(&server, &clients.app, &[]).await;
+    let claims = verified_claims(&server, &reply, API).await;
+    assert_eq!(claims[format!("{NS}version")], "two", "the new chain runs");
     let health = tokenhook_tests::get_json(&server, "/healthz").await;
     assert_eq!(health["hooks"], json!(["two"]));
 }
@@ -366,12 +389,11 @@ async fn a_manifest_change_right_after_the_server_starts_is_not_lost() {
         })
         .collect();
     for (i, server) in servers.iter().enumerate() {
-        eventually(
-            &format!("server {i}: app's grant is revoked"),
-            WITHIN,
-            async || token(server, &clients.app, &[]).await.status == 400,
-        )
-        .await;
+        // Generation 1 is the issuer the server started with.
+        let started = json!({"generation": 1, "failures": 0});
+        reloaded(server, &started).await;
+        let status = token(server, &clients.app, &[]).await.status;
+        assert_eq!(status, 400, "server {i}: app's grant is revoked");
     }
 }
 

@@ -3,13 +3,16 @@
 //! apply it. The server runs inside this test process, so the signal goes to
 //! our own pid; this test installs its own SIGHUP listener first, so the
 //! signal can never take the default action (terminate). It lives in its own
-//! test binary so that no other test's server sees the signal.
+//! test binary so that no other test's server sees the signal. The reload's
+//! outcome is read from the server (`GET /status/reload`), so "not reloaded
+//! yet" is checked as a generation, not inferred from a wait.
 
 mod support;
 
 use std::time::Duration;
 
 use support::*;
+use tokenhook_tests::get_json;
 
 #[tokio::test(flavor = "multi_thread")]
 async fn sighup_reloads_a_change_the_file_watcher_cannot_see() {
@@ -51,22 +54,30 @@ async fn sighup_reloads_a_change_the_file_watcher_cannot_see() {
         200,
         "not reloaded yet"
     );
+    let before = get_json(&server, "/status/reload").await;
+    assert_eq!(before["generation"], 1, "{before}");
 
+    // The server's watcher installs its SIGHUP handler when it first runs:
+    // a signal that came before it is not a reload, so signal until one is.
     let pid = std::process::id().to_string();
-    eventually(
-        "SIGHUP applies the rotated secret",
-        Duration::from_secs(10),
-        async || {
-            let status = std::process::Command::new("kill")
-                .args(["-s", "HUP", &pid])
-                .status()
-                .expect("run kill");
-            assert!(status.success());
-            hup.recv().await;
-            token(&server, &rotated.app, &[]).await.status == 200
-        },
-    )
+    let mut status = before.clone();
+    eventually("SIGHUP reloads", Duration::from_secs(10), async || {
+        let kill = std::process::Command::new("kill")
+            .args(["-s", "HUP", &pid])
+            .status()
+            .expect("run kill");
+        assert!(kill.success());
+        hup.recv().await;
+        status = get_json(&server, "/status/reload").await;
+        status["generation"] != before["generation"] || status["failures"] != before["failures"]
+    })
     .await;
+    assert_eq!(status["failures"], 0, "refused: {status}");
+    assert_eq!(
+        token(&server, &rotated.app, &[]).await.status,
+        200,
+        "the rotated secret applies"
+    );
     assert_oauth_error(
         &token(&server, &clients.app, &[]).await,
         401,

@@ -9,10 +9,10 @@ use std::time::Instant;
 
 use clap::Args;
 
-use crate::doors::http::CurrentIssuer;
 use crate::engine::{EngineSettings, HookEngine};
 use crate::manifest::{Manifest, Overrides};
 use crate::pipeline::{Issuer, Services};
+use crate::reload::CurrentIssuer;
 
 #[derive(Args)]
 pub struct ServeArgs {

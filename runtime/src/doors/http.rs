@@ -3,16 +3,16 @@
 //! and Lambda HTTP events.
 
 use std::collections::HashMap;
-use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
-use axum::Router;
-use axum::body::{Body, Bytes};
+use axum::body::Bytes;
 use axum::extract::{DefaultBodyLimit, Request, State};
+use axum::http::request::Parts;
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
+use axum::{RequestExt, Router};
 use base64::Engine;
 use serde_json::json;
 use tokenhook_sdk::wire::RequestContext;
@@ -22,8 +22,8 @@ use tower_http::request_id::{
 use tower_http::timeout::TimeoutLayer;
 
 use crate::audit::{self, Caller, Query};
-use crate::oauth::{ClientAuth, ErrorCode, OAuthError, TokenRequest};
-use crate::pipeline::Issuer;
+use crate::oauth::{ClientAuth, ErrorCode, OAuthError, TokenRequest, server_metadata};
+use crate::reload::CurrentIssuer;
 use crate::revocation::TokenQuery;
 
 /// Largest accepted request body (a token request is a few hundred bytes).
@@ -32,24 +32,6 @@ pub const MAX_BODY_BYTES: usize = 16 << 10;
 pub const MAX_HEADER_BYTES: usize = 16 << 10;
 /// Requests taking longer than this are answered with 408.
 pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
-
-/// The issuer in force; a reload swaps it whole, requests in flight keep theirs.
-#[derive(Clone)]
-pub struct CurrentIssuer(Arc<RwLock<Arc<Issuer>>>);
-
-impl CurrentIssuer {
-    pub fn new(issuer: Issuer) -> Self {
-        CurrentIssuer(Arc::new(RwLock::new(Arc::new(issuer))))
-    }
-
-    pub fn get(&self) -> Arc<Issuer> {
-        self.0.read().expect("issuer lock").clone()
-    }
-
-    pub fn replace(&self, issuer: Issuer) {
-        *self.0.write().expect("issuer lock") = Arc::new(issuer);
-    }
-}
 
 /// The caller's IP address, as the transport knows it (socket peer locally,
 /// the request context on Lambda). Set by the door, read by the token route.
@@ -202,6 +184,19 @@ fn refused_early(query: Option<Query>, headers: &HeaderMap, caller: Caller<'_>, 
     }
 }
 
+/// A request's parts and its body, read within the router's one body limit
+/// (axum's [`DefaultBodyLimit`], [`MAX_BODY_BYTES`]): the same limit the
+/// router's extractors apply, so no route keeps a second one. Over it (or a
+/// body that cannot be read): `413 invalid_request`.
+async fn read_body(req: Request) -> (Parts, Result<Bytes, OAuthError>) {
+    let (parts, body) = req.with_limited_body().into_parts();
+    // The limit is in the body now (`http_body_util::Limited`).
+    let body = axum::body::to_bytes(body, usize::MAX)
+        .await
+        .map_err(|_| body_too_large());
+    (parts, body)
+}
+
 fn body_too_large() -> OAuthError {
     OAuthError::new(
         ErrorCode::InvalidRequest,
@@ -212,7 +207,7 @@ fn body_too_large() -> OAuthError {
 
 async fn token(State(current): State<CurrentIssuer>, req: Request) -> Response {
     let issuer = current.get();
-    let (parts, body) = req.into_parts();
+    let (parts, body) = read_body(req).await;
     let (request_id, client_request_id) = request_ids(&parts.extensions);
     let ip = client_ip(
         &parts.headers,
@@ -225,10 +220,9 @@ async fn token(State(current): State<CurrentIssuer>, req: Request) -> Response {
         ip: ip.as_deref(),
         auth: None,
     };
-    let parsed = match axum::body::to_bytes(Body::new(body), MAX_BODY_BYTES).await {
-        Ok(body) => parse_token_request(&parts.headers, &body, request_id.clone(), ip.clone()),
-        Err(_) => Err(body_too_large()),
-    };
+    let parsed = body.and_then(|body| {
+        parse_token_request(&parts.headers, &body, request_id.clone(), ip.clone())
+    });
     let mut request = match parsed {
         Ok(request) => request,
         Err(err) => {
@@ -250,13 +244,10 @@ async fn read_query(
     req: Request,
     hops: usize,
 ) -> Result<(TokenQuery, Option<String>, Option<String>), Response> {
-    let (parts, body) = req.into_parts();
+    let (parts, body) = read_body(req).await;
     let (request_id, client_request_id) = request_ids(&parts.extensions);
     let ip = client_ip(&parts.headers, parts.extensions.get::<PeerIp>(), hops);
-    let parsed = match axum::body::to_bytes(Body::new(body), MAX_BODY_BYTES).await {
-        Ok(body) => parse_token_query(&parts.headers, &body, request_id.clone()),
-        Err(_) => Err(body_too_large()),
-    };
+    let parsed = body.and_then(|body| parse_token_query(&parts.headers, &body, request_id.clone()));
     match parsed {
         Ok(parsed) => Ok((parsed, client_request_id, ip)),
         Err(err) => {
@@ -540,10 +531,12 @@ async fn jwks(State(current): State<CurrentIssuer>) -> Response {
     }
 }
 
+/// RFC 8414 metadata; the issuer identifier is also where it is reachable.
 async fn metadata(State(current): State<CurrentIssuer>) -> Response {
     let issuer = current.get();
-    let base = issuer.manifest().issuer.clone();
-    axum::Json(issuer.metadata(&base).await).into_response()
+    let manifest = issuer.manifest();
+    let scopes = manifest.apis.iter().flat_map(|a| a.scopes.iter());
+    axum::Json(server_metadata(&manifest.issuer, &manifest.issuer, scopes)).into_response()
 }
 
 async fn health(State(current): State<CurrentIssuer>) -> Response {

@@ -13,8 +13,9 @@ use serde_json::{Value, json};
 use tokenhook_sdk::wire::RequestContext;
 use tower::{Service, ServiceExt};
 
-use crate::doors::http::{CurrentIssuer, DoorRequestId, PeerIp, router};
+use crate::doors::http::{DoorRequestId, PeerIp, router};
 use crate::oauth::{ClientAuth, ErrorCode, OAuthError, TokenRequest};
+use crate::reload::CurrentIssuer;
 
 /// The event a trusted issuer sends with `lambda:InvokeFunction`.
 #[derive(Debug, Deserialize)]

@@ -1,20 +1,19 @@
-//! The local server: bind, serve the HTTP door, reload the manifest on SIGHUP
-//! or when it (or a hook module) changes, shut down on Ctrl-C / SIGTERM.
+//! The local server: bind, serve the HTTP door, run the reload watcher
+//! ([`crate::reload`]) and report its outcome, shut down on Ctrl-C / SIGTERM.
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
-use std::time::Duration;
 
-use axum::extract::{ConnectInfo, Request};
+use axum::Json;
+use axum::extract::{ConnectInfo, Request, State};
 use axum::middleware::{self, Next};
 use axum::response::Response;
+use axum::routing::get;
 use tokio::net::TcpListener;
 
-use crate::doors::http::{CurrentIssuer, PeerIp, router};
-use crate::pipeline::{Issuer, Services, SourceFiles};
-
-/// How often the manifest and hook files are checked for changes.
-pub const WATCH_INTERVAL: Duration = Duration::from_secs(1);
+use crate::doors::http::{PeerIp, router};
+use crate::pipeline::Services;
+use crate::reload::{CurrentIssuer, ReloadStatus};
 
 /// Optional routes of the local server.
 #[derive(Clone, Copy, Debug, Default)]
@@ -49,8 +48,16 @@ pub async fn serve_with(
     current: CurrentIssuer,
     options: ServeOptions,
 ) -> std::io::Result<()> {
-    tokio::spawn(watch_manifest(manifest_path, services, current.clone()));
-    let mut app = router(current.clone());
+    tokio::spawn(crate::reload::watch(
+        manifest_path,
+        services,
+        current.clone(),
+    ));
+    let mut app = router(current.clone()).merge(
+        axum::Router::new()
+            .route("/status/reload", get(reload_status))
+            .with_state(current.clone()),
+    );
     if options.metrics {
         app = app.merge(crate::metrics::routes());
     }
@@ -94,39 +101,9 @@ async fn shutdown_signal() {
     tracing::info!("shutting down");
 }
 
-/// Reload on SIGHUP or on a change to the manifest or any hook module it
-/// names. A manifest that fails to load is refused and the running one stays.
-async fn watch_manifest(path: PathBuf, services: Services, current: CurrentIssuer) {
-    let mut hup = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())
-        .expect("SIGHUP handler");
-    // What the running issuer was loaded from, so a change made while it was
-    // loading is not missed.
-    let mut seen = current.get().sources().clone();
-    let mut tick = tokio::time::interval(WATCH_INTERVAL);
-    loop {
-        let reason = tokio::select! {
-            _ = hup.recv() => "SIGHUP",
-            _ = tick.tick() => {
-                let now = SourceFiles::read(&path);
-                if now == seen { continue; }
-                "file change"
-            }
-        };
-        // What this attempt reads: a change made while it loads differs from
-        // it, so a refused load is retried once the files change again.
-        let attempted = SourceFiles::read(&path);
-        match Issuer::load(&path, &services).await {
-            Ok(issuer) => {
-                let hooks = issuer.hook_names().join(", ");
-                seen = issuer.sources().clone();
-                current.replace(issuer);
-                tracing::info!(manifest = %path.display(), reason, hooks, "manifest reloaded");
-            }
-            Err(err) => {
-                // Do not retry until something changes again.
-                seen = attempted;
-                tracing::error!(manifest = %path.display(), reason, error = %err, "manifest refused; the running configuration stays");
-            }
-        }
-    }
+/// `GET /status/reload`: the generation in force, refusals so far and why
+/// the latest attempt was refused ([`ReloadStatus`]). Local server only: Lambda
+/// never reloads.
+async fn reload_status(State(current): State<CurrentIssuer>) -> Json<ReloadStatus> {
+    Json(current.status())
 }

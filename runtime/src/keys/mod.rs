@@ -14,6 +14,9 @@ use jsonwebtoken::jwk::{Jwk, JwkSet, ThumbprintHash};
 use jsonwebtoken::{Algorithm, EncodingKey, Header};
 use serde::{Deserialize, Serialize};
 
+use crate::manifest::{KeysConfig, Manifest, ManifestError};
+use crate::secrets::SecretStore;
+
 #[derive(Debug, thiserror::Error)]
 pub enum KeyError {
     #[error("unsupported signing algorithm `{0}` (use ES256, RS256, PS256 or EdDSA)")]
@@ -303,6 +306,53 @@ pub trait KeySource: Send + Sync {
     fn key_set(&self) -> KeyFuture<'_>;
     /// A short description for logs (never key material).
     fn describe(&self) -> String;
+}
+
+/// The key source a manifest's `keys` names, as [`crate::hooks::load_chain`]
+/// builds its hooks: a PKCS#8 file (generated on first run; read on the
+/// blocking pool) or a Secrets Manager key set (fetched once here, so a
+/// missing or malformed set refuses the manifest). Errors name the field.
+pub async fn from_manifest(
+    manifest: &Manifest,
+    secret_store: Option<&Arc<dyn SecretStore>>,
+) -> Result<Arc<dyn KeySource>, ManifestError> {
+    let err = |field: &str, message: String| ManifestError {
+        file: manifest.path.clone(),
+        field: field.to_string(),
+        message,
+    };
+    match &manifest.keys {
+        KeysConfig::File { path, alg } => {
+            let alg = *alg;
+            let path = manifest.resolve(std::path::Path::new(path));
+            let source = tokio::task::spawn_blocking(move || {
+                file::FileKeySource::open_or_generate(&path, alg)
+            })
+            .await
+            .map_err(|e| err("keys", e.to_string()))?
+            .map_err(|e| err("keys.path", e.to_string()))?;
+            Ok(Arc::new(source))
+        }
+        KeysConfig::Secretsmanager {
+            secret_id,
+            cache_ttl,
+            max_stale,
+        } => {
+            let Some(store) = secret_store.cloned() else {
+                return Err(err(
+                    "keys.secret_id",
+                    format!(
+                        "Secrets Manager key set `{secret_id}` needs AWS configuration, which this process does not have"
+                    ),
+                ));
+            };
+            let source =
+                stored::StoredSecretKeySource::open(store, secret_id, *cache_ttl, *max_stale)
+                    .await
+                    .map_err(|e| err("keys.secret_id", e.to_string()))?;
+            Ok(Arc::new(source))
+        }
+    }
 }
 
 /// A fresh PKCS#8 PEM private key for `alg`.

@@ -161,13 +161,16 @@ mod tests {
     use std::collections::HashMap;
     use std::sync::Mutex as StdMutex;
     use std::sync::atomic::{AtomicUsize, Ordering};
-    use std::time::Instant;
+
+    use tokio::time::Instant;
 
     use super::*;
     use crate::keys::{StoredKey, generate_pkcs8_pem};
     use crate::secrets::SecretFuture;
 
-    /// A secret store in memory that can be switched off or slowed down.
+    /// A secret store in memory that can be switched off or slowed down
+    /// (on tokio's clock: the time-dependent tests run on a paused one, where
+    /// a sleep ends when the runtime has nothing else to do, at once).
     #[derive(Default)]
     struct MemoryStore {
         values: StdMutex<HashMap<String, String>>,
@@ -273,7 +276,7 @@ mod tests {
         assert_ne!(promoted.active.kid, first.active.kid, "but they never sign");
     }
 
-    #[tokio::test]
+    #[tokio::test(start_paused = true)]
     async fn a_failing_store_serves_the_cache_until_max_stale() {
         let store = Arc::new(MemoryStore::default());
         put(
@@ -294,7 +297,7 @@ mod tests {
         .unwrap();
         *store.down.lock().unwrap() = true;
         assert!(source.key_set().await.is_ok(), "within max_stale");
-        tokio::time::sleep(Duration::from_millis(400)).await;
+        tokio::time::advance(Duration::from_millis(400)).await;
         let err = source.key_set().await.unwrap_err().to_string();
         assert!(
             err.contains("maximum staleness") && err.contains("connection refused"),
@@ -374,7 +377,7 @@ mod tests {
         );
     }
 
-    #[tokio::test]
+    #[tokio::test(start_paused = true)]
     async fn a_slow_refresh_does_not_hold_up_requests() {
         let store = Arc::new(MemoryStore::default());
         put(
@@ -408,17 +411,20 @@ mod tests {
         for _ in 0..10 {
             assert_eq!(source.key_set().await.unwrap().active.kid, old);
         }
-        assert!(
-            started.elapsed() < REFRESH_WAIT + Duration::from_millis(200),
-            "the first request waits at most REFRESH_WAIT, the others not at all: {:?}",
-            started.elapsed()
+        // On the paused clock only timers move time: exactly one wait.
+        assert_eq!(
+            started.elapsed(),
+            REFRESH_WAIT,
+            "the first request waits REFRESH_WAIT, the others not at all"
         );
         assert_eq!(
             store.calls.load(Ordering::SeqCst),
             3,
             "open, refresh, one refresh under way"
         );
-        tokio::time::sleep(Duration::from_millis(1100)).await;
+        // The store answers 1 s after the refresh began: wait past that (on
+        // the paused clock the background task runs before time moves on).
+        tokio::time::sleep(Duration::from_secs(1)).await;
         assert_ne!(
             source.cache.last_value().active.kid,
             old,
@@ -426,7 +432,7 @@ mod tests {
         );
     }
 
-    #[tokio::test]
+    #[tokio::test(start_paused = true)]
     async fn an_outage_costs_one_store_call_per_retry_interval() {
         let store = Arc::new(MemoryStore::default());
         put(
