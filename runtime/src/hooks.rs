@@ -136,7 +136,7 @@ pub struct ChainHook {
     config_json: Vec<u8>,
     /// The parts of the event this hook's module declares it reads.
     pub reads: EventParts,
-    /// Its secrets, refreshed in the background (`hook_secrets`).
+    /// Its secrets, refreshed in the background (`secrets::hooks`).
     secrets: HookSecrets,
     /// Where sampled events go, if `capture` is configured.
     pub capture: Option<crate::capture::Capture>,

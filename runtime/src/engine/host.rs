@@ -8,7 +8,7 @@ use super::limiter::CallState;
 /// A hook keeps at most this many log lines per call; further lines are counted.
 pub const MAX_LOG_LINES: usize = 32;
 /// Log lines are logged cut to this many bytes, after the host has redacted
-/// the hook's secrets from them (`hook_secrets::Redactor::log_line`).
+/// the hook's secrets from them (`secrets::hooks::Redactor::log_line`).
 pub const MAX_LOG_LINE_BYTES: usize = 1024;
 /// The engine keeps this many bytes of a log line (cut at a character
 /// boundary and marked `…`): more than is logged, so that redaction runs on
