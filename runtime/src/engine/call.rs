@@ -5,7 +5,7 @@ use std::time::{Duration, Instant};
 
 use serde::Serialize;
 use tokenhook_sdk::wire::{ALLOC_EXPORT, Command, HookOutput, LogLine, MEMORY_EXPORT, RUN_EXPORT};
-use wasmtime::{Engine, Instance, InstancePre, Store};
+use wasmtime::{Engine, Extern, Instance, InstancePre, ModuleExport, Store};
 
 use super::failure::{FailureKind, HookFailure};
 use super::inspect::ModuleInfo;
@@ -19,6 +19,27 @@ pub struct HookModule {
     pub limits: Limits,
     pub(super) engine: Engine,
     pub(super) pre: InstancePre<CallState>,
+    pub(super) exports: Exports,
+}
+
+/// The contract's exports, resolved once at load: a call reaches them by
+/// index instead of looking their names up (and the host's log import reaches
+/// the memory the same way). `None` for one a module lacks (refused at load).
+#[derive(Clone, Copy)]
+pub(super) struct Exports {
+    memory: Option<ModuleExport>,
+    alloc: Option<ModuleExport>,
+    run: Option<ModuleExport>,
+}
+
+impl Exports {
+    pub(super) fn of(module: &wasmtime::Module) -> Self {
+        Exports {
+            memory: module.get_export_index(MEMORY_EXPORT),
+            alloc: module.get_export_index(ALLOC_EXPORT),
+            run: module.get_export_index(RUN_EXPORT),
+        }
+    }
 }
 
 /// Resources one call used, reported beside its limits.
@@ -114,15 +135,27 @@ impl HookModule {
         let instance = self.instantiate(store)?;
         let contract =
             |what: &str| HookFailure::new(FailureKind::ContractMismatch, what.to_string());
-        let memory = instance
-            .get_memory(&mut *store, MEMORY_EXPORT)
+        let mut export = |at: Option<ModuleExport>| {
+            at.and_then(|at| instance.get_module_export(&mut *store, &at))
+        };
+        let memory = export(self.exports.memory)
+            .and_then(Extern::into_memory)
             .ok_or_else(|| contract("no memory export"))?;
-        let alloc = instance
-            .get_typed_func::<i32, i32>(&mut *store, ALLOC_EXPORT)
+        let no_func = |name: &str| contract(&format!("failed to find function export `{name}`"));
+        let alloc = export(self.exports.alloc)
+            .and_then(Extern::into_func)
+            .ok_or_else(|| no_func(ALLOC_EXPORT))?;
+        let run = export(self.exports.run)
+            .and_then(Extern::into_func)
+            .ok_or_else(|| no_func(RUN_EXPORT))?;
+        let alloc = alloc
+            .typed::<i32, i32>(&*store)
             .map_err(|e| contract(&format!("{e:#}")))?;
-        let run = instance
-            .get_typed_func::<(i32, i32), i64>(&mut *store, RUN_EXPORT)
+        let run = run
+            .typed::<(i32, i32), i64>(&*store)
             .map_err(|e| contract(&format!("{e:#}")))?;
+        // For `tokenhook.log`, which then needs no lookup either.
+        store.data_mut().memory = Some(memory);
 
         let len = input.len() as i32;
         let ptr = alloc

@@ -23,8 +23,13 @@ pub(super) fn host_log(
     ptr: i32,
     len: i32,
 ) -> wasmtime::Result<()> {
-    let Some(Extern::Memory(memory)) = caller.get_export(MEMORY_EXPORT) else {
-        wasmtime::bail!("tokenhook.log called by a module without a memory export");
+    // Known after instantiation; a start function calling in looks it up.
+    let memory = match caller.data().memory {
+        Some(memory) => memory,
+        None => match caller.get_export(MEMORY_EXPORT) {
+            Some(Extern::Memory(memory)) => memory,
+            _ => wasmtime::bail!("tokenhook.log called by a module without a memory export"),
+        },
     };
     let (data, state) = memory.data_and_store_mut(&mut caller);
     if state.logs.len() >= MAX_LOG_LINES {

@@ -2,7 +2,7 @@
 //! table caps.
 
 use tokenhook_sdk::wire::LogLine;
-use wasmtime::ResourceLimiter;
+use wasmtime::{Memory, ResourceLimiter};
 
 use super::limits::Limits;
 
@@ -11,6 +11,8 @@ pub(super) struct CallState {
     pub(super) limiter: CallLimiter,
     pub(super) logs: Vec<LogLine>,
     pub(super) logs_dropped: usize,
+    /// The instance's memory once instantiated, for `tokenhook.log`.
+    pub(super) memory: Option<Memory>,
 }
 
 impl CallState {
@@ -25,6 +27,7 @@ impl CallState {
             },
             logs: Vec::new(),
             logs_dropped: 0,
+            memory: None,
         }
     }
 }

@@ -7,7 +7,7 @@ use serde::Serialize;
 use tokenhook_sdk::wire::{HOST_MODULE, LOG_IMPORT};
 use wasmtime::{Engine, Linker};
 
-use super::call::HookModule;
+use super::call::{Exports, HookModule};
 use super::failure::{FailureKind, HookFailure};
 use super::host::host_log;
 use super::inspect::{self, ModuleInfo};
@@ -189,6 +189,7 @@ impl HookEngine {
                 info,
                 limits,
                 engine,
+                exports: Exports::of(&module),
                 pre,
             },
             code,
