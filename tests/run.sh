@@ -49,3 +49,9 @@ if [ -f template.yaml ]; then
     step "cfn-lint template.yaml"
     cfn-lint template.yaml
 fi
+
+# Unoptimised build (FUZZ_BUILD=dev): cold, 40 % of the CPU of cargo-fuzz's
+# optimised default (about 5 min on 2 cores, then 5 x 20 s of runs); enough
+# executions for a bounded smoke run (docs/fuzzing.md: costs, longer runs).
+step "fuzz: each target 20 s from its seeds (tests/fuzz/run.sh; docs/fuzzing.md)"
+FUZZ_BUILD=dev FUZZ_SECONDS=20 bash tests/fuzz/run.sh

@@ -4,6 +4,12 @@
 #
 #   tests/fuzz/run.sh                      # each target FUZZ_SECONDS (default 20) s
 #   FUZZ_SECONDS=600 tests/fuzz/run.sh key_set manifest
+#   FUZZ_BUILD=dev tests/fuzz/run.sh       # what tests/run.sh (CI) runs
+#
+# FUZZ_BUILD=release (default) builds optimised, as `cargo fuzz` does: the
+# fastest fuzzing, for long runs. FUZZ_BUILD=dev builds unoptimised
+# (`cargo fuzz --dev`): a cold build costs a fraction of the CPU and each
+# execution runs slower, the trade for a short run on CI (docs/fuzzing.md).
 #
 # Builds with cargo-fuzz on nightly (both installed here when missing) into
 # target/fuzz. New inputs go to target/fuzz/corpus/<target>, never into the
@@ -13,6 +19,11 @@ set -euo pipefail
 cd "$(dirname "$0")/../.."
 
 seconds="${FUZZ_SECONDS:-20}"
+case "${FUZZ_BUILD:-release}" in
+    release) profile=() ;;
+    dev) profile=(--dev) ;;
+    *) echo "fuzz: FUZZ_BUILD is release or dev, not '$FUZZ_BUILD'" >&2; exit 2 ;;
+esac
 all=(token_request lambda_event hook_output manifest key_set)
 if [ $# -gt 0 ]; then targets=("$@"); else targets=("${all[@]}"); fi
 
@@ -30,8 +41,11 @@ target_dir="$PWD/target/fuzz"
 # No sanitizer: the code under test is safe Rust (and C that ASan would not
 # instrument); panics, overflow checks and debug assertions are what we catch,
 # at about twice the speed of an ASan build. See docs/fuzzing.md for `-s address`.
-fuzz=(cargo +nightly fuzz run --fuzz-dir tests/fuzz --sanitizer none --target-dir "$target_dir")
-cargo +nightly fuzz build --fuzz-dir tests/fuzz --sanitizer none --target-dir "$target_dir"
+# One cargo invocation builds all five targets (the issuer is compiled once for
+# them); `cargo fuzz run` below then finds them built.
+opts=(--fuzz-dir tests/fuzz --sanitizer none "${profile[@]}" --target-dir "$target_dir")
+fuzz=(cargo +nightly fuzz run "${opts[@]}")
+cargo +nightly fuzz build "${opts[@]}"
 
 mkdir -p "$target_dir/logs"
 failed=()
@@ -46,7 +60,7 @@ for target in "${targets[@]}"; do
         done_line=$(grep -E '^#[0-9]+' "$log" | tail -n 1)
         runs=$(sed -n 's/^stat::number_of_executed_units: *//p' "$log")
         rate=$(sed -n 's/^stat::average_exec_per_sec: *//p' "$log")
-        printf 'fuzz %-14s %ss, %s runs (%s/s): %s\n' "$target" "$seconds" "$runs" "$rate" "$done_line"
+        printf 'fuzz %-14s %ss %s, %s runs (%s/s): %s\n' "$target" "$seconds" "${FUZZ_BUILD:-release}" "$runs" "$rate" "$done_line"
     else
         failed+=("$target")
         printf '\nfuzz %s FAILED; the end of %s:\n' "$target" "$log"
