@@ -718,12 +718,17 @@ mod tests {
                 assert_eq!(g.verify(id, "wrong", known).await, Err(Refusal::Failed));
             }
             let runs = g.hash_runs();
-            assert_eq!(
-                g.verify(id, "wrong", known).await,
-                Err(Refusal::Throttled {
-                    retry_after_secs: 60
-                }),
-                "{id}"
+            // About 60 s, less the time the two runs took (a busy machine
+            // may take over a second).
+            let refusal = g.verify(id, "wrong", known).await;
+            assert!(
+                matches!(
+                    refusal,
+                    Err(Refusal::Throttled {
+                        retry_after_secs: 50..=60
+                    })
+                ),
+                "{id}: {refusal:?}"
             );
             assert_eq!(g.hash_runs(), runs, "a throttled attempt costs no hash");
         }

@@ -169,8 +169,13 @@ fn percentile(sorted: &[Duration], p: f64) -> f64 {
     sorted[i].as_secs_f64() * 1000.0
 }
 
-/// Valid clients in a loop (one request at a time per worker): latencies.
-async fn valid_load(base: String, stop: Arc<AtomicBool>, workers: usize) -> (Vec<Duration>, usize) {
+/// Valid clients in a loop (one request at a time per worker): latencies,
+/// and what each wrong answer was (status and body, or the send error).
+async fn valid_load(
+    base: String,
+    stop: Arc<AtomicBool>,
+    workers: usize,
+) -> (Vec<Duration>, Vec<String>) {
     let mut tasks = Vec::new();
     for w in 0..workers {
         let (base, stop) = (base.clone(), stop.clone());
@@ -182,7 +187,7 @@ async fn valid_load(base: String, stop: Arc<AtomicBool>, workers: usize) -> (Vec
                 ("demo", DEMO_SECRET)
             };
             let mut times = Vec::new();
-            let mut wrong = 0;
+            let mut wrong = Vec::new();
             while !stop.load(Ordering::Relaxed) {
                 let started = Instant::now();
                 let resp = http
@@ -194,25 +199,28 @@ async fn valid_load(base: String, stop: Arc<AtomicBool>, workers: usize) -> (Vec
                     ])
                     .send()
                     .await;
-                let ok = matches!(&resp, Ok(r) if r.status() == 200);
-                if let Ok(r) = resp {
-                    let _ = r.bytes().await;
-                }
+                let answer = match resp {
+                    Ok(r) => {
+                        let status = r.status().as_u16();
+                        let body = r.bytes().await.unwrap_or_default();
+                        (status != 200)
+                            .then(|| format!("{id}: {status} {}", String::from_utf8_lossy(&body)))
+                    }
+                    Err(e) => Some(format!("{id}: {e}")),
+                };
                 times.push(started.elapsed());
-                if !ok {
-                    wrong += 1;
-                }
+                wrong.extend(answer);
                 tokio::time::sleep(Duration::from_millis(5)).await;
             }
             (times, wrong)
         }));
     }
     let mut all = Vec::new();
-    let mut wrong = 0;
+    let mut wrong = Vec::new();
     for t in tasks {
         let (times, w) = t.await.unwrap();
         all.extend(times);
-        wrong += w;
+        wrong.extend(w);
     }
     all.sort_unstable();
     (all, wrong)
@@ -319,19 +327,30 @@ fn main() {
         mib(startup_peak),
         mib(idle)
     );
+    // The valid clients have a runtime (and thread) of their own: on the
+    // attackers' runtime their requests would queue behind the flood's tasks
+    // in the load client itself, which no real client suffers.
+    let valid_runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .thread_name("valid-clients")
+        .enable_all()
+        .build()
+        .unwrap();
+    let valid_rt = valid_runtime.handle().clone();
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
+        .thread_name("attackers")
         .enable_all()
         .build()
         .unwrap();
     rt.block_on(async move {
         let phase = |name: &'static str, flooders: usize, hostile: usize| {
-            let base = base.clone();
+            let (base, valid_rt) = (base.clone(), valid_rt.clone());
             async move {
                 let (rss_before, _) = rss(pid);
                 assert!(reset_peak(pid), "cannot reset the peak RSS of {pid}");
                 let stop = Arc::new(AtomicBool::new(false));
-                let valid = tokio::spawn(valid_load(base.clone(), stop.clone(), 4));
+                let valid = valid_rt.spawn(valid_load(base.clone(), stop.clone(), 4));
                 let attack = (flooders + hostile > 0)
                     .then(|| tokio::spawn(attack(base.clone(), stop.clone(), flooders, hostile)));
                 tokio::time::sleep(Duration::from_secs(seconds)).await;
@@ -349,11 +368,14 @@ fn main() {
                     times.len(),
                     percentile(&times, 0.5),
                     p99,
-                    wrong,
+                    wrong.len(),
                     mib(rss_before),
                     mib(rss_after),
                     mib(peak),
                 );
+                for answer in &wrong {
+                    println!("    WRONG valid answer {answer}");
+                }
                 let mut got_tokens = 0;
                 for ((kind, status), n) in &counts {
                     println!("    attacker {kind:24} {status}: {n}");
@@ -361,7 +383,7 @@ fn main() {
                         got_tokens += n;
                     }
                 }
-                (p99, peak, wrong, got_tokens)
+                (p99, peak, wrong.len(), got_tokens)
             }
         };
         let (alone_p99, _, alone_wrong, _) = phase("valid clients alone", 0, 0).await;
