@@ -20,7 +20,12 @@
 //! - `TOKENHOOK_LOAD_CONNECTIONS` (default 8): wrk connections;
 //! - `TOKENHOOK_LOAD_CONFIGS` (default `sign,three,four`): which to run;
 //! - `TOKENHOOK_BIN`: the server binary (default: `release/tokenhook` in the
-//!   target directory, built by this bench with `cargo build --release`).
+//!   target directory, built by this bench with `cargo build --release`);
+//! - `TOKENHOOK_BIN_B`: a second binary for an A/B in one run: each hook
+//!   configuration also runs with it (marked `B`), right after the first, and
+//!   its ratios are against the same sign-only baseline (of `TOKENHOOK_BIN`);
+//! - `TOKENHOOK_LOAD_REPEATS` (default 1): the whole sequence this many times,
+//!   each repeat reported on its own (the machine is shared: read the range).
 //!
 //! Needs `wrk` and `taskset` (Debian: `apt-get install wrk util-linux`). With a
 //! single CPU, server and wrk share it (the figures then say so).
@@ -32,7 +37,7 @@ use tokenhook_tests::wrk::{self, FormPost, env_or, pinned_pair, release_bin, ser
 use tokenhook_tests::{CLIENT_SECRET, client_secret_hash, example_manifest, write_manifest_in};
 
 struct Report {
-    name: &'static str,
+    name: String,
     rate: f64,
     p50_ms: f64,
     p99_ms: f64,
@@ -63,7 +68,7 @@ fn manifest(hooks: usize) -> String {
     out
 }
 
-fn run(name: &'static str, hooks: usize, bin: &Path, cpus: (usize, usize)) -> Report {
+fn run(name: String, hooks: usize, bin: &Path, cpus: (usize, usize)) -> Report {
     let dir = tempfile::tempdir().unwrap();
     let manifest_path = write_manifest_in(dir.path(), &manifest(hooks));
     let log_path = dir.path().join("server.log");
@@ -113,6 +118,7 @@ fn run(name: &'static str, hooks: usize, bin: &Path, cpus: (usize, usize)) -> Re
 
 fn main() {
     let bin = release_bin();
+    let bin_b = std::env::var_os("TOKENHOOK_BIN_B").map(std::path::PathBuf::from);
     let pinned = pinned_pair();
     let configs = std::env::var("TOKENHOOK_LOAD_CONFIGS").unwrap_or("sign,three,four".into());
     println!(
@@ -122,38 +128,50 @@ fn main() {
         env_or("TOKENHOOK_LOAD_CONNECTIONS", 8u32),
         env_or("TOKENHOOK_LOAD_SECONDS", 10u64)
     );
-    let mut reports = Vec::new();
-    for (key, name, hooks) in [
-        ("sign", "sign only (baseline)", 0),
-        ("three", "three example hooks", 3),
-        ("four", "four example hooks", 4),
-    ] {
-        if !configs.split(',').any(|c| c.trim() == key) {
-            continue;
-        }
-        let report = run(name, hooks, &bin, pinned);
-        println!(
-            "{:22} {:8.0} tokens/s, p50 {:6.2} ms, p99 {:6.2} ms",
-            report.name, report.rate, report.p50_ms, report.p99_ms
-        );
-        for (hook, us) in &report.hook_p50_us {
-            println!("    {hook:16} duration_us p50 {us:4}");
-        }
-        reports.push(report);
+    if let Some(b) = &bin_b {
+        println!("A: {}\nB: {}", bin.display(), b.display());
     }
-    if let Some(base) = reports.iter().find(|r| r.name.starts_with("sign")) {
-        for report in reports.iter().filter(|r| !r.name.starts_with("sign")) {
-            // Per request, the time the hooks add on the server's core.
-            let hooks = report.hook_p50_us.len().max(1) as f64;
-            let added_us = (1e6 / report.rate - 1e6 / base.rate) / hooks;
-            println!(
-                "{} vs baseline: throughput {:.2}x, p50 {:.2}x, p99 {:.2}x; {:.1} µs of server CPU per hook",
-                report.name,
-                report.rate / base.rate,
-                report.p50_ms / base.p50_ms,
-                report.p99_ms / base.p99_ms,
-                added_us
-            );
+    for repeat in 1..=env_or("TOKENHOOK_LOAD_REPEATS", 1u32) {
+        println!("-- run {repeat}");
+        let mut reports = Vec::new();
+        for (key, name, hooks) in [
+            ("sign", "sign only (baseline)", 0),
+            ("three", "three example hooks", 3),
+            ("four", "four example hooks", 4),
+        ] {
+            if !configs.split(',').any(|c| c.trim() == key) {
+                continue;
+            }
+            let mut variants = vec![(name.to_string(), &bin)];
+            if let Some(b) = bin_b.as_ref().filter(|_| hooks > 0) {
+                variants.push((format!("{name} B"), b));
+            }
+            for (name, bin) in variants {
+                let report = run(name, hooks, bin, pinned);
+                println!(
+                    "{:24} {:8.0} tokens/s, p50 {:6.2} ms, p99 {:6.2} ms",
+                    report.name, report.rate, report.p50_ms, report.p99_ms
+                );
+                for (hook, us) in &report.hook_p50_us {
+                    println!("    {hook:16} duration_us p50 {us:4}");
+                }
+                reports.push(report);
+            }
+        }
+        if let Some(base) = reports.iter().find(|r| r.name.starts_with("sign")) {
+            for report in reports.iter().filter(|r| !r.name.starts_with("sign")) {
+                // Per request, the time the hooks add on the server's core.
+                let hooks = report.hook_p50_us.len().max(1) as f64;
+                let added_us = (1e6 / report.rate - 1e6 / base.rate) / hooks;
+                println!(
+                    "{} vs baseline: throughput {:.2}x, p50 {:.2}x, p99 {:.2}x; {:.1} µs of server CPU per hook",
+                    report.name,
+                    report.rate / base.rate,
+                    report.p50_ms / base.p50_ms,
+                    report.p99_ms / base.p99_ms,
+                    added_us
+                );
+            }
         }
     }
 }
