@@ -295,7 +295,8 @@ fn main() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("manifest.toml");
     std::fs::write(&path, manifest(dir.path())).unwrap();
-    let log = std::fs::File::create(dir.path().join("server.log")).unwrap();
+    let log_path = dir.path().join("server.log");
+    let log = std::fs::File::create(&log_path).unwrap();
     let mut server = ChildGroup::spawn(
         Command::new(&bin)
             .args(["serve", "--listen", "127.0.0.1:0", "--manifest"])
@@ -376,6 +377,11 @@ fn main() {
                 for answer in &wrong {
                     println!("    WRONG valid answer {answer}");
                 }
+                let request_ids: Vec<String> = wrong
+                    .iter()
+                    .filter_map(|a| a.split_once("request id ").map(|(_, r)| r))
+                    .map(|r| r.chars().take_while(char::is_ascii_alphanumeric).collect())
+                    .collect();
                 let mut got_tokens = 0;
                 for ((kind, status), n) in &counts {
                     println!("    attacker {kind:24} {status}: {n}");
@@ -383,13 +389,14 @@ fn main() {
                         got_tokens += n;
                     }
                 }
-                (p99, peak, wrong.len(), got_tokens)
+                (p99, peak, wrong.len(), got_tokens, request_ids)
             }
         };
-        let (alone_p99, _, alone_wrong, _) = phase("valid clients alone", 0, 0).await;
-        let (flood_p99, flood_peak, flood_wrong, flood_tokens) =
+        let (alone_p99, _, alone_wrong, _, mut wrong_ids) = phase("valid clients alone", 0, 0).await;
+        let (flood_p99, flood_peak, flood_wrong, flood_tokens, ids) =
             phase("wrong-secret flood", flooders, 0).await;
-        let (mix_p99, _, mix_wrong, mix_tokens) = phase("full mix", flooders, hostile).await;
+        let (mix_p99, _, mix_wrong, mix_tokens, more_ids) = phase("full mix", flooders, hostile).await;
+        wrong_ids.extend(ids.into_iter().chain(more_ids));
         let verdict = |ok: bool| if ok { "met" } else { "NOT met" };
         println!(
             "goal, valid p99 during the flood ≤ {GOAL_P99_MS} ms: {flood_p99:.2} ms, {}",
@@ -406,6 +413,14 @@ fn main() {
             flood_p99 - alone_p99,
             mix_p99 - alone_p99
         );
+        // The server's own account of each wrong valid answer: its log lines
+        // (warnings and errors; never secrets) with the answer's request id.
+        let log = std::fs::read_to_string(&log_path).unwrap_or_default();
+        for id in wrong_ids.iter().filter(|id| !id.is_empty()) {
+            for line in log.lines().filter(|l| l.contains(id.as_str())) {
+                println!("    server: {line}");
+            }
+        }
         assert_eq!(
             alone_wrong + flood_wrong + mix_wrong,
             0,
