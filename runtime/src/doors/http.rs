@@ -49,10 +49,16 @@ pub struct DoorRequestId(pub String);
 pub struct ClientRequestId(pub String);
 
 pub fn router(current: CurrentIssuer) -> Router {
+    router_with(current, Router::new())
+}
+
+/// [`router`] with a door's own routes (`extra`) behind the same layers, so
+/// they too get request ids, limits, and a 404 that carries `x-request-id`.
+pub fn router_with(current: CurrentIssuer, extra: Router<CurrentIssuer>) -> Router {
     // Layers run outermost (last) first: the caller's id is moved aside,
     // ours is set (tower-http) and echoed in the response's `x-request-id`,
     // then oversized headers are refused with our id in the log.
-    Router::new()
+    extra
         .route("/oauth/token", post(token))
         .route("/oauth/revoke", post(revoke))
         .route("/oauth/introspect", post(introspect))

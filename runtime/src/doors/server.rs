@@ -11,7 +11,7 @@ use axum::response::Response;
 use axum::routing::get;
 use tokio::net::TcpListener;
 
-use crate::doors::http::{PeerIp, router};
+use crate::doors::http::{PeerIp, router_with};
 use crate::pipeline::Services;
 use crate::reload::{CurrentIssuer, ReloadStatus};
 
@@ -53,11 +53,8 @@ pub async fn serve_with(
         services,
         current.clone(),
     ));
-    let mut app = router(current.clone()).merge(
-        axum::Router::new()
-            .route("/status/reload", get(reload_status))
-            .with_state(current.clone()),
-    );
+    let own = axum::Router::new().route("/status/reload", get(reload_status));
+    let mut app = router_with(current.clone(), own);
     if options.metrics {
         app = app.merge(crate::metrics::routes());
     }
