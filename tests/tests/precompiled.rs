@@ -186,7 +186,10 @@ async fn an_arm64_bundle_is_compiled_on_another_host_and_a_precompiled_entry_nee
     });
     let err = tokenhook::manifest::Manifest::load(&manifest).unwrap_err();
     assert_eq!(err.field, "hooks[1].precompiled.engine", "{err}");
+    // Values are checked as the manifest is read, before the pin check
+    // across fields: the malformed engine goes back to a well-formed one.
     edit_manifest(&manifest, |doc| {
+        precompiled_of(doc, 1).insert("engine".into(), "ab".repeat(32).into());
         doc["hooks"].as_array_mut().unwrap()[0]
             .as_table_mut()
             .unwrap()
