@@ -243,28 +243,61 @@ async fn token(State(current): State<CurrentIssuer>, req: Request) -> Response {
     }
 }
 
-/// A revocation or introspection request read from its form, or the
-/// refusal (already logged).
-async fn read_query(
-    query: Query,
-    req: Request,
-    hops: usize,
-) -> Result<(TokenQuery, Option<String>, Option<String>), Response> {
-    let (parts, body) = read_body(req).await;
-    let (request_id, client_request_id) = request_ids(&parts.extensions);
-    let ip = client_ip(&parts.headers, parts.extensions.get::<PeerIp>(), hops);
-    let parsed = body.and_then(|body| parse_token_query(&parts.headers, &body, request_id.clone()));
-    match parsed {
-        Ok(parsed) => Ok((parsed, client_request_id, ip)),
-        Err(err) => {
-            let caller = Caller {
-                request_id: &request_id,
-                client_request_id: client_request_id.as_deref(),
-                ip: ip.as_deref(),
-                auth: None,
-            };
-            refused_early(Some(query), &parts.headers, caller, &err);
-            Err(error_response(&err))
+/// A revocation or introspection request read from its form, with who sent it.
+struct QueryRequest {
+    query: TokenQuery,
+    client_request_id: Option<String>,
+    ip: Option<String>,
+}
+
+/// What a revocation or introspection answered: the response, the outcome
+/// and the token's `jti` for the audit line.
+type QueryAnswer = Result<(Response, &'static str, Option<String>), OAuthError>;
+
+impl QueryRequest {
+    /// Read and parse the form, or the refusal (already logged).
+    async fn read(kind: Query, req: Request, hops: usize) -> Result<Self, Response> {
+        let (parts, body) = read_body(req).await;
+        let (request_id, client_request_id) = request_ids(&parts.extensions);
+        let ip = client_ip(&parts.headers, parts.extensions.get::<PeerIp>(), hops);
+        let parsed =
+            body.and_then(|body| parse_token_query(&parts.headers, &body, request_id.clone()));
+        match parsed {
+            Ok(query) => Ok(QueryRequest {
+                query,
+                client_request_id,
+                ip,
+            }),
+            Err(err) => {
+                let caller = Caller {
+                    request_id: &request_id,
+                    client_request_id: client_request_id.as_deref(),
+                    ip: ip.as_deref(),
+                    auth: None,
+                };
+                refused_early(Some(kind), &parts.headers, caller, &err);
+                Err(error_response(&err))
+            }
+        }
+    }
+
+    /// Log the one audit line for the answer and turn it into the response.
+    fn respond(&self, kind: Query, answer: QueryAnswer) -> Response {
+        let caller = Caller {
+            request_id: &self.query.request_id,
+            client_request_id: self.client_request_id.as_deref(),
+            ip: self.ip.as_deref(),
+            auth: Some(&self.query.client),
+        };
+        match answer {
+            Ok((response, outcome, jti)) => {
+                audit::token_query(&caller, kind, Ok(outcome), "answer", jti.as_deref());
+                response
+            }
+            Err(err) => {
+                audit::token_query(&caller, kind, Err(&err), "answer", None);
+                error_response(&err)
+            }
         }
     }
 }
@@ -273,71 +306,38 @@ async fn read_query(
 async fn revoke(State(current): State<CurrentIssuer>, req: Request) -> Response {
     let issuer = current.get();
     let hops = issuer.manifest().trusted_proxy_hops();
-    let (query, client_request_id, ip) = match read_query(Query::Revocation, req, hops).await {
-        Ok(read) => read,
+    let request = match QueryRequest::read(Query::Revocation, req, hops).await {
+        Ok(request) => request,
         Err(response) => return response,
     };
-    let caller = Caller {
-        request_id: &query.request_id,
-        client_request_id: client_request_id.as_deref(),
-        ip: ip.as_deref(),
-        auth: Some(&query.client),
-    };
-    match issuer.revoke(&query).await {
-        Ok(jti) => {
-            let outcome = if jti.is_some() {
-                "revoked"
-            } else {
-                "nothing to revoke"
-            };
-            audit::token_query(
-                &caller,
-                Query::Revocation,
-                Ok(outcome),
-                "answer",
-                jti.as_deref(),
-            );
-            no_store(StatusCode::OK.into_response())
-        }
-        Err(err) => {
-            audit::token_query(&caller, Query::Revocation, Err(&err), "answer", None);
-            error_response(&err)
-        }
-    }
+    let answer = issuer.revoke(&request.query).await.map(|jti| {
+        let outcome = match jti {
+            Some(_) => "revoked",
+            None => "nothing to revoke",
+        };
+        (no_store(StatusCode::OK.into_response()), outcome, jti)
+    });
+    request.respond(Query::Revocation, answer)
 }
 
 /// `POST /oauth/introspect` (RFC 7662).
 async fn introspect(State(current): State<CurrentIssuer>, req: Request) -> Response {
     let issuer = current.get();
     let hops = issuer.manifest().trusted_proxy_hops();
-    let (query, client_request_id, ip) = match read_query(Query::Introspection, req, hops).await {
-        Ok(read) => read,
+    let request = match QueryRequest::read(Query::Introspection, req, hops).await {
+        Ok(request) => request,
         Err(response) => return response,
     };
-    let caller = Caller {
-        request_id: &query.request_id,
-        client_request_id: client_request_id.as_deref(),
-        ip: ip.as_deref(),
-        auth: Some(&query.client),
-    };
-    match issuer.introspect(&query).await {
-        Ok(answer) => {
-            let active = answer["active"] == true;
-            let outcome = if active { "active" } else { "inactive" };
-            audit::token_query(
-                &caller,
-                Query::Introspection,
-                Ok(outcome),
-                "answer",
-                answer["jti"].as_str(),
-            );
-            no_store(axum::Json(answer).into_response())
-        }
-        Err(err) => {
-            audit::token_query(&caller, Query::Introspection, Err(&err), "answer", None);
-            error_response(&err)
-        }
-    }
+    let answer = issuer.introspect(&request.query).await.map(|answer| {
+        let outcome = if answer["active"] == true {
+            "active"
+        } else {
+            "inactive"
+        };
+        let jti = answer["jti"].as_str().map(str::to_owned);
+        (no_store(axum::Json(answer).into_response()), outcome, jti)
+    });
+    request.respond(Query::Introspection, answer)
 }
 
 /// `GET /oauth/revocations?since=MS`: revoked tokens and client cut-offs
