@@ -1383,8 +1383,10 @@ mod tests {
             message.contains("1.0 GiB is above the host ceiling of 256.0 MiB"),
             "{message}"
         );
-        let (field, _) = refused("keys = 1");
-        assert_eq!(field, "keys");
+        // A value of the wrong type (not a second `keys`, which toml refuses
+        // as a duplicate before any field is read).
+        let err = parse("issuer = \"https://issuer.test/\"\nkeys = 1\n").expect_err("keys = 1");
+        assert_eq!(err.field, "keys", "{err}");
     }
 
     #[test]
