@@ -28,35 +28,8 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
-use tokenhook_tests::{ChildGroup, hook_wasm, hostile, workspace_root};
-
-fn env_or<T: std::str::FromStr>(name: &str, default: T) -> T {
-    std::env::var(name)
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(default)
-}
-
-fn server_bin() -> std::path::PathBuf {
-    if let Some(bin) = std::env::var_os("TOKENHOOK_BIN") {
-        return bin.into();
-    }
-    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
-    let status = Command::new(cargo)
-        .args([
-            "build",
-            "--release",
-            "-p",
-            "tokenhook",
-            "--bin",
-            "tokenhook",
-        ])
-        .current_dir(workspace_root())
-        .status()
-        .expect("cargo build --release");
-    assert!(status.success());
-    workspace_root().join("target/release/tokenhook")
-}
+use tokenhook_tests::wrk::{env_or, release_bin};
+use tokenhook_tests::{ChildGroup, hook_wasm, hostile};
 
 const APP_SECRET: &str = "app-secret-0123456789abcdefghijklmnopqrstuv";
 const DEMO_SECRET: &str = "demo-secret";
@@ -288,7 +261,7 @@ async fn attack(
 }
 
 fn main() {
-    let bin = server_bin();
+    let bin = release_bin();
     let seconds: u64 = env_or("TOKENHOOK_ATTACK_SECONDS", 10);
     let flooders: usize = env_or("TOKENHOOK_ATTACK_FLOODERS", 16);
     let hostile: usize = env_or("TOKENHOOK_ATTACK_HOSTILE", 2);

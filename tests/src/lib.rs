@@ -459,6 +459,37 @@ pub fn fixed_output_hook(output: &str) -> String {
     )
 }
 
+/// The three-hook manifest (the [`manifest`] clients) written into `dir`:
+/// `tenant` sets claims, `broken` sets the reserved claim `sub` (a policy
+/// violation, skipped by `on_error`), `other-api-only` is filtered to
+/// another API so it never runs for `https://api.test`.
+pub fn three_hook_manifest(dir: &Path) -> PathBuf {
+    hook_wasm("tenant_claims");
+    std::fs::write(
+        dir.join("broken.wat"),
+        fixed_output_hook(r#"{"commands":[{"set_claim":{"name":"sub","value":"root"}}]}"#),
+    )
+    .expect("write broken.wat");
+    let hooks = r#"
+[[hooks]]
+name = "tenant"
+module = "{hooks}/tenant_claims.wasm"
+capabilities = { claims = ["https://claims.test/"], scopes = ["write:*"] }
+config = { namespace = "https://claims.test/" }
+
+[[hooks]]
+name = "broken"
+module = "{dir}/broken.wat"
+on_error = "skip"
+
+[[hooks]]
+name = "other-api-only"
+module = "{dir}/broken.wat"
+match = { apis = ["https://other.test"] }
+"#;
+    write_manifest_in(dir, &manifest(hooks))
+}
+
 /// `examples/manifest.toml` made runnable from any directory: hooks from the
 /// build directory (`{hooks}`), the dev key in the server's directory
 /// (`{dir}`), the dev HMAC key from `examples/`.

@@ -4,9 +4,7 @@
 
 use std::collections::BTreeMap;
 
-use tokenhook_tests::{
-    CLIENT_SECRET, ServerProcess, fixed_output_hook, hook_wasm, manifest, write_manifest_in,
-};
+use tokenhook_tests::{CLIENT_SECRET, ServerProcess, three_hook_manifest};
 
 /// One sample of the text format: name, labels, value.
 type Samples = BTreeMap<(String, BTreeMap<String, String>), f64>;
@@ -64,32 +62,8 @@ fn get(samples: &Samples, name: &str, labels: &[(&str, &str)]) -> Option<f64> {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn metrics_count_tokens_refusals_and_hook_outcomes() {
-    hook_wasm("tenant_claims");
     let dir = tempfile::tempdir().unwrap();
-    // Sets a reserved claim: a policy violation, skipped by on_error.
-    std::fs::write(
-        dir.path().join("broken.wat"),
-        fixed_output_hook(r#"{"commands":[{"set_claim":{"name":"sub","value":"root"}}]}"#),
-    )
-    .unwrap();
-    let hooks = r#"
-[[hooks]]
-name = "tenant"
-module = "{hooks}/tenant_claims.wasm"
-capabilities = { claims = ["https://claims.test/"], scopes = ["write:*"] }
-config = { namespace = "https://claims.test/" }
-
-[[hooks]]
-name = "broken"
-module = "{dir}/broken.wat"
-on_error = "skip"
-
-[[hooks]]
-name = "other-api-only"
-module = "{dir}/broken.wat"
-match = { apis = ["https://other.test"] }
-"#;
-    let path = write_manifest_in(dir.path(), &manifest(hooks));
+    let path = three_hook_manifest(dir.path());
     let server = ServerProcess::spawn(&path, &[]).unwrap();
     for _ in 0..3 {
         let (status, body) = server.app_token().await;

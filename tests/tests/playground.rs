@@ -5,45 +5,14 @@
 //! loopback listen address, loopback `Host`, same origin, JSON only.
 
 use std::io::{BufRead, BufReader};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
 use tokenhook_tests::{
-    ChildGroup, fixed_output_hook, free_port, hook_wasm, manifest, tokenhook_bin, wait_for_port,
-    workspace_root, write_manifest_in,
+    ChildGroup, free_port, three_hook_manifest, tokenhook_bin, wait_for_port, workspace_root,
 };
-
-const HOOKS: &str = r#"
-[[hooks]]
-name = "tenant"
-module = "{hooks}/tenant_claims.wasm"
-capabilities = { claims = ["https://claims.test/"], scopes = ["write:*"] }
-config = { namespace = "https://claims.test/" }
-
-[[hooks]]
-name = "broken"
-module = "{dir}/broken.wat"
-on_error = "skip"
-
-[[hooks]]
-name = "other-api-only"
-module = "{dir}/broken.wat"
-match = { apis = ["https://other.test"] }
-"#;
-
-/// A manifest with three hooks: one that sets claims, one that breaks policy
-/// (skipped on error), one filtered to another API.
-fn playground_manifest(dir: &Path) -> PathBuf {
-    hook_wasm("tenant_claims");
-    std::fs::write(
-        dir.join("broken.wat"),
-        fixed_output_hook(r#"{"commands":[{"set_claim":{"name":"sub","value":"root"}}]}"#),
-    )
-    .unwrap();
-    write_manifest_in(dir, &manifest(HOOKS))
-}
 
 /// `tokenhook serve` with `args`; the address from its banner, or its stderr
 /// and exit status when it does not start.
@@ -246,7 +215,7 @@ impl Browser {
 #[tokio::test(flavor = "multi_thread")]
 async fn a_person_edits_a_hook_config_runs_the_chain_and_reads_the_diff() {
     let dir = tempfile::tempdir().unwrap();
-    let manifest = playground_manifest(dir.path());
+    let manifest = three_hook_manifest(dir.path());
     let (_server, addr) = serve(&manifest, &["--listen", "127.0.0.1:0", "--playground"])
         .unwrap_or_else(|e| panic!("server did not start: {e:?}"));
     let browser = Browser::start().await;
@@ -365,7 +334,7 @@ async fn a_person_edits_a_hook_config_runs_the_chain_and_reads_the_diff() {
 #[tokio::test(flavor = "multi_thread")]
 async fn the_playground_is_loopback_only_and_off_by_default() {
     let dir = tempfile::tempdir().unwrap();
-    let manifest = playground_manifest(dir.path());
+    let manifest = three_hook_manifest(dir.path());
 
     // A non-loopback listen address is refused without --playground-force.
     let (code, stderr) = serve(&manifest, &["--listen", "0.0.0.0:0", "--playground"])
