@@ -10,7 +10,12 @@ use std::pin::Pin;
 use std::str::FromStr;
 use std::sync::Arc;
 
+use aws_lc_rs::signature::{EcdsaKeyPair, Ed25519KeyPair, RsaEncoding, RsaKeyPair};
+use base64::Engine;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use jsonwebtoken::crypto::JwtSigner;
 use jsonwebtoken::jwk::{Jwk, JwkSet, ThumbprintHash};
+use jsonwebtoken::signature::Signer;
 use jsonwebtoken::{Algorithm, EncodingKey, Header};
 use serde::{Deserialize, Serialize};
 
@@ -70,13 +75,28 @@ pub fn algorithm_name(alg: Algorithm) -> &'static str {
 }
 
 /// One private key, parsed once, with its public JWK and key id.
+///
+/// The signer is built once here, not per token: `jsonwebtoken::encode`
+/// builds a fresh signer from the key bytes on every call (for ES256 it parses
+/// the PKCS#8 key and re-derives the public key, for RS256/PS256 it parses and
+/// validates the RSA key), which cost more CPU than the signature itself.
+/// The header never changes either, so its base64url form is kept too; per
+/// token only the claims are serialized, encoded and signed.
 pub struct SigningKey {
     pub kid: String,
     pub alg: Algorithm,
-    encoding: EncodingKey,
-    header: Header,
+    signer: KeptSigner,
+    /// `base64url(json(header))` of `{typ: at+jwt, alg, kid}`, as
+    /// `jsonwebtoken::encode` writes it (the same `Header`, the same serde).
+    header_b64: String,
     pub jwk: Jwk,
 }
+
+// The key set is shared by every request thread.
+const _: () = {
+    const fn send_sync<T: Send + Sync>() {}
+    send_sync::<SigningKey>();
+};
 
 impl std::fmt::Debug for SigningKey {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -84,6 +104,75 @@ impl std::fmt::Debug for SigningKey {
             .field("kid", &self.kid)
             .field("alg", &self.alg)
             .finish_non_exhaustive()
+    }
+}
+
+/// The parsed private key, ready to sign: the aws-lc-rs key pairs
+/// jsonwebtoken's own aws-lc provider builds, built by the same calls on the
+/// same key bytes (`EncodingKey::as_bytes`: PKCS#8 for EC and Ed25519, the
+/// PKCS#1 key jsonwebtoken's PEM reader extracts for RSA), but kept.
+///
+/// Not jsonwebtoken's `signer_factory` output kept instead: it is a
+/// `Box<dyn JwtSigner>` without `Send + Sync` bounds, so it cannot sit in a key
+/// set shared across threads (and its RSA signer re-parses the key per
+/// signature anyway). aws-lc-rs key pairs are `Send + Sync`. It implements
+/// jsonwebtoken's `JwtSigner`, so it is a signer in jsonwebtoken's own terms.
+enum KeptSigner {
+    Es256(EcdsaKeyPair),
+    /// RS256 or PS256: the padding is the algorithm.
+    Rsa(RsaKeyPair, &'static dyn RsaEncoding, Algorithm),
+    EdDsa(Ed25519KeyPair),
+}
+
+impl KeptSigner {
+    fn new(alg: Algorithm, key: &EncodingKey) -> Result<Self, String> {
+        use aws_lc_rs::signature::{
+            ECDSA_P256_SHA256_FIXED_SIGNING, RSA_PKCS1_SHA256, RSA_PSS_SHA256,
+        };
+        let bytes = key.as_bytes();
+        let rsa = |padding: &'static dyn RsaEncoding| {
+            RsaKeyPair::from_der(bytes).map(|pair| KeptSigner::Rsa(pair, padding, alg))
+        };
+        match alg {
+            Algorithm::ES256 => EcdsaKeyPair::from_pkcs8(&ECDSA_P256_SHA256_FIXED_SIGNING, bytes)
+                .map(KeptSigner::Es256),
+            Algorithm::RS256 => rsa(&RSA_PKCS1_SHA256),
+            Algorithm::PS256 => rsa(&RSA_PSS_SHA256),
+            Algorithm::EdDSA => Ed25519KeyPair::from_pkcs8(bytes).map(KeptSigner::EdDsa),
+            other => return Err(format!("unsupported algorithm {other:?}")),
+        }
+        .map_err(|e| e.to_string())
+    }
+}
+
+impl Signer<Vec<u8>> for KeptSigner {
+    fn try_sign(&self, msg: &[u8]) -> Result<Vec<u8>, jsonwebtoken::signature::Error> {
+        // aws-lc-rs ignores the rng argument (it draws its own randomness);
+        // `SystemRandom` is zero-sized.
+        let rng = aws_lc_rs::rand::SystemRandom::new();
+        match self {
+            KeptSigner::Es256(pair) => pair
+                .sign(&rng, msg)
+                .map(|sig| sig.as_ref().to_vec())
+                .map_err(jsonwebtoken::signature::Error::from_source),
+            KeptSigner::Rsa(pair, padding, _) => {
+                let mut sig = vec![0; pair.public_modulus_len()];
+                pair.sign(*padding, &rng, msg, &mut sig)
+                    .map_err(jsonwebtoken::signature::Error::from_source)?;
+                Ok(sig)
+            }
+            KeptSigner::EdDsa(pair) => Ok(pair.sign(msg).as_ref().to_vec()),
+        }
+    }
+}
+
+impl JwtSigner for KeptSigner {
+    fn algorithm(&self) -> Algorithm {
+        match self {
+            KeptSigner::Es256(_) => Algorithm::ES256,
+            KeptSigner::Rsa(_, _, alg) => *alg,
+            KeptSigner::EdDsa(_) => Algorithm::EdDSA,
+        }
     }
 }
 
@@ -107,6 +196,8 @@ impl SigningKey {
                 "expected a PEM block `BEGIN PRIVATE KEY` (PKCS#8); convert with `openssl pkcs8 -topk8 -nocrypt`".into(),
             ));
         }
+        // The key bytes live only until the signer and the JWK are built
+        // (`EncodingKey` zeroizes them on drop).
         let encoding = match alg {
             Algorithm::ES256 => EncodingKey::from_ec_pem(pem.as_bytes()),
             Algorithm::RS256 | Algorithm::PS256 => EncodingKey::from_rsa_pem(pem.as_bytes()),
@@ -114,6 +205,7 @@ impl SigningKey {
             other => return Err(KeyError::UnsupportedAlgorithm(format!("{other:?}"))),
         }
         .map_err(|e| bad(e.to_string()))?;
+        let signer = KeptSigner::new(alg, &encoding).map_err(bad)?;
         let mut jwk = Jwk::from_encoding_key(&encoding, alg).map_err(|e| bad(e.to_string()))?;
         let kid = match kid {
             Some(kid) => kid,
@@ -126,11 +218,12 @@ impl SigningKey {
         let mut header = Header::new(alg);
         header.typ = Some("at+jwt".into());
         header.kid = Some(kid.clone());
+        let header_json = serde_json::to_vec(&header).map_err(|e| bad(e.to_string()))?;
         let key = SigningKey {
             kid,
             alg,
-            encoding,
-            header,
+            signer,
+            header_b64: URL_SAFE_NO_PAD.encode(header_json),
             jwk,
         };
         // Prove the key signs now, not at the first token request.
@@ -139,10 +232,25 @@ impl SigningKey {
         Ok(key)
     }
 
-    /// A compact JWS of `claims` with header `{typ: at+jwt, alg, kid}`.
+    /// A compact JWS of `claims` with header `{typ: at+jwt, alg, kid}`, the
+    /// same bytes `jsonwebtoken::encode` writes: `base64url(header) "."
+    /// base64url(json(claims))`, signed, `"." base64url(signature)`.
     pub fn sign(&self, claims: &impl Serialize) -> Result<String, KeyError> {
-        jsonwebtoken::encode(&self.header, claims, &self.encoding)
-            .map_err(|e| KeyError::Signing(e.to_string()))
+        let claims = serde_json::to_vec(claims).map_err(|e| KeyError::Signing(e.to_string()))?;
+        // 342 characters: an RSA-2048 signature, the longest we make.
+        let mut token = String::with_capacity(
+            self.header_b64.len() + 2 + base64::encoded_len(claims.len(), false).unwrap_or(0) + 342,
+        );
+        token.push_str(&self.header_b64);
+        token.push('.');
+        URL_SAFE_NO_PAD.encode_string(&claims, &mut token);
+        let signature = self
+            .signer
+            .try_sign(token.as_bytes())
+            .map_err(|e| KeyError::Signing(e.to_string()))?;
+        token.push('.');
+        URL_SAFE_NO_PAD.encode_string(signature, &mut token);
+        Ok(token)
     }
 }
 
@@ -384,7 +492,6 @@ pub fn generate_pkcs8_pem(alg: Algorithm) -> Result<String, KeyError> {
 }
 
 fn pem_encode(label: &str, der: &[u8]) -> String {
-    use base64::Engine;
     let b64 = base64::engine::general_purpose::STANDARD.encode(der);
     let mut out = format!("-----BEGIN {label}-----\n");
     for chunk in b64.as_bytes().chunks(64) {
@@ -413,6 +520,71 @@ mod tests {
             let token = key.sign(&serde_json::json!({"sub": "x"})).unwrap();
             assert_eq!(token.split('.').count(), 3, "{alg:?}");
         }
+    }
+
+    /// The kept signer writes what `jsonwebtoken::encode` writes, token after
+    /// token: the same header and claims bytes (the whole token where the
+    /// signature is deterministic: RS256, EdDSA), and signatures that
+    /// `jsonwebtoken::decode` accepts with the published key.
+    #[test]
+    fn kept_signer_tokens_match_jsonwebtoken_and_verify() {
+        let claims = serde_json::json!({
+            "iss": "https://auth.example.com/", "sub": "svc", "exp": 4_000_000_000u64,
+            "scope": "a b", "https://example.com/t": "é<>&?/+",
+        });
+        for alg in [
+            Algorithm::ES256,
+            Algorithm::EdDSA,
+            Algorithm::RS256,
+            Algorithm::PS256,
+        ] {
+            let pem = generate_pkcs8_pem(alg).unwrap();
+            let key = SigningKey::from_pkcs8_pem(&pem, alg, Some("k1".into()), "test").unwrap();
+            assert_eq!(key.signer.algorithm(), alg);
+            let encoding = match alg {
+                Algorithm::ES256 => EncodingKey::from_ec_pem(pem.as_bytes()),
+                Algorithm::EdDSA => EncodingKey::from_ed_pem(pem.as_bytes()),
+                _ => EncodingKey::from_rsa_pem(pem.as_bytes()),
+            }
+            .unwrap();
+            let mut header = Header::new(alg);
+            header.typ = Some("at+jwt".into());
+            header.kid = Some("k1".into());
+            let reference = jsonwebtoken::encode(&header, &claims, &encoding).unwrap();
+            let decoding = jsonwebtoken::DecodingKey::from_jwk(&key.jwk).unwrap();
+            let mut validation = jsonwebtoken::Validation::new(alg);
+            validation.set_issuer(&["https://auth.example.com/"]);
+            // Two tokens from one key: the kept signer signs again.
+            let tokens = [key.sign(&claims).unwrap(), key.sign(&claims).unwrap()];
+            for token in &tokens {
+                let (message, _) = token.rsplit_once('.').unwrap();
+                let (reference_message, _) = reference.rsplit_once('.').unwrap();
+                assert_eq!(message, reference_message, "{alg:?}");
+                if matches!(alg, Algorithm::RS256 | Algorithm::EdDSA) {
+                    assert_eq!(token, &reference, "{alg:?}");
+                }
+                let data = jsonwebtoken::decode::<serde_json::Value>(token, &decoding, &validation)
+                    .unwrap_or_else(|e| panic!("{alg:?}: {e}"));
+                assert_eq!(data.claims, claims);
+                assert_eq!(data.header.kid.as_deref(), Some("k1"));
+                assert_eq!(data.header.typ.as_deref(), Some("at+jwt"));
+            }
+            if matches!(alg, Algorithm::ES256 | Algorithm::PS256) {
+                assert_ne!(tokens[0], tokens[1], "{alg:?}: randomized signatures");
+            }
+        }
+    }
+
+    #[test]
+    fn debug_shows_no_key_material() {
+        let pem = generate_pkcs8_pem(Algorithm::ES256).unwrap();
+        let key = SigningKey::from_pkcs8_pem(&pem, Algorithm::ES256, None, "t").unwrap();
+        let debug = format!("{key:?}");
+        assert!(debug.contains(&key.kid), "{debug}");
+        assert!(
+            !debug.contains("signer") && !debug.contains("header"),
+            "{debug}"
+        );
     }
 
     #[test]
