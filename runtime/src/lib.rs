@@ -11,6 +11,7 @@ pub mod engine;
 pub mod explain;
 pub mod hooks;
 pub mod keys;
+pub mod logging;
 pub mod manifest;
 pub mod metrics;
 pub mod oauth;

@@ -299,6 +299,8 @@ impl Issuer {
             api_scopes: &api.scopes,
             granted_scopes: granted,
         };
+        // The hooks' lines ("hook applied", their own) leave in one write.
+        let _lines = crate::logging::batch();
         for hook in &self.hooks {
             if let Some(filter) = hook.filter_miss(&client.id, &api.identifier) {
                 // Routine, and says nothing on its own: debug.
