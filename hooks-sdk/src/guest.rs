@@ -35,7 +35,7 @@ pub fn alloc(len: usize) -> *mut u8 {
 
 /// Run `hook` on the event JSON in `input` and return the output JSON.
 pub fn run_json(input: &[u8], hook: impl FnOnce(&Event) -> Result<Decision, HookError>) -> Vec<u8> {
-    let output = match serde_json::from_slice::<Event>(input) {
+    let output = match crate::reader::read_event(input) {
         Ok(event) => {
             let result = hook(&event);
             discard(event);

@@ -30,6 +30,8 @@ pub mod alloc;
 mod decision;
 #[doc(hidden)]
 pub mod guest;
+#[doc(hidden)]
+pub mod reader;
 pub mod testing;
 pub mod wire;
 
