@@ -46,8 +46,7 @@ pub fn run_json(input: &[u8], hook: impl FnOnce(&Event) -> Result<Decision, Hook
         }
         Err(err) => HookOutput::Error(HookError::new(format!("cannot read event: {err}"))),
     };
-    // Serializing these plain types cannot fail.
-    let json = serde_json::to_vec(&output).unwrap_or_default();
+    let json = crate::writer::write_output(&output);
     discard(output);
     json
 }

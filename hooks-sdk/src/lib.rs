@@ -34,6 +34,8 @@ pub mod guest;
 pub mod reader;
 pub mod testing;
 pub mod wire;
+#[doc(hidden)]
+pub mod writer;
 
 pub use decision::Decision;
 
