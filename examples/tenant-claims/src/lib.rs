@@ -17,10 +17,12 @@ pub fn tenant_claims(event: &Event) -> Result<Decision, HookError> {
     let mut decision = Decision::new();
     let metadata = &event.client.metadata;
     if let Some(tenant) = metadata.get("tenant") {
-        decision.set_claim(format!("{namespace}tenant"), tenant);
+        // `concat` rather than `format!`: the formatting machinery costs fuel
+        // on every call.
+        decision.set_claim([namespace, "tenant"].concat(), tenant);
     }
     if let Some(plan) = metadata.get("plan") {
-        decision.set_claim(format!("{namespace}plan"), plan);
+        decision.set_claim([namespace, "plan"].concat(), plan);
         if plan == "free" {
             for scope in event
                 .token
@@ -28,7 +30,7 @@ pub fn tenant_claims(event: &Event) -> Result<Decision, HookError> {
                 .iter()
                 .filter(|s| s.starts_with("write:"))
             {
-                log(LogLevel::Info, &format!("free plan: removing {scope}"));
+                log(LogLevel::Info, &["free plan: removing ", scope].concat());
                 decision.remove_scope(scope.as_str());
             }
         }
