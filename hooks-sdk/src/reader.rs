@@ -105,6 +105,7 @@ impl<'a> Reader<'a> {
         ReadError { what, at: self.pos }
     }
 
+    #[inline(always)]
     fn ws(&mut self) {
         while let Some(b' ' | b'\n' | b'\t' | b'\r') = self.bytes.get(self.pos) {
             self.pos += 1;
@@ -112,6 +113,7 @@ impl<'a> Reader<'a> {
     }
 
     /// The next significant byte, not consumed.
+    #[inline(always)]
     fn peek(&mut self) -> Result<u8> {
         self.ws();
         self.bytes
@@ -120,6 +122,7 @@ impl<'a> Reader<'a> {
             .ok_or_else(|| self.err("unexpected end of input"))
     }
 
+    #[inline(always)]
     fn expect(&mut self, byte: u8, what: &'static str) -> Result<()> {
         if self.peek()? == byte {
             self.pos += 1;
@@ -175,19 +178,27 @@ impl<'a> Reader<'a> {
         }
     }
 
-    /// A string, with its escapes decoded.
+    /// A string, with its escapes decoded. Inlined, with the escapes out of
+    /// line: in wasm every call and every value passed through memory costs
+    /// fuel, and this runs for every string of the event.
+    #[inline(always)]
     fn str(&mut self) -> Result<Str<'a>> {
         self.expect(b'"', "expected a string")?;
         let start = self.pos;
         // The common case: no escape, the string is a slice of the input.
-        let ascii = match self.run()? {
+        match self.run()? {
             (b'"', ascii) => {
                 let s = self.slice(start, ascii)?;
                 self.pos += 1;
-                return Ok(Str::Borrowed(s));
+                Ok(Str::Borrowed(s))
             }
-            (_, ascii) => ascii,
-        };
+            (_, ascii) => self.escaped(start, ascii),
+        }
+    }
+
+    /// The rest of a string from its first backslash (at `self.pos`).
+    #[inline(never)]
+    fn escaped(&mut self, start: usize, ascii: bool) -> Result<Str<'a>> {
         let mut out = String::with_capacity(self.pos - start + 16);
         out.push_str(self.slice(start, ascii)?);
         loop {
@@ -227,6 +238,7 @@ impl<'a> Reader<'a> {
     /// Advance over string content up to the next `"` or `\\`; returns that
     /// byte and whether the content passed was all ASCII. Eight bytes per
     /// step: a byte at a time was most of a hook's fuel.
+    #[inline(always)]
     fn run(&mut self) -> Result<(u8, bool)> {
         const LO: u64 = 0x0101_0101_0101_0101;
         const HI: u64 = 0x8080_8080_8080_8080;
@@ -263,6 +275,7 @@ impl<'a> Reader<'a> {
     }
 
     /// The string content `start..self.pos`, checked for UTF-8 unless `ascii`.
+    #[inline(always)]
     fn slice(&self, start: usize, ascii: bool) -> Result<&'a str> {
         let bytes = &self.bytes[start..self.pos];
         if ascii {
@@ -313,11 +326,13 @@ impl<'a> Reader<'a> {
         Ok(code)
     }
 
+    #[inline(always)]
     fn string(&mut self) -> Result<String> {
         Ok(self.str()?.into_string())
     }
 
     /// `null` or a string.
+    #[inline(always)]
     fn opt_string(&mut self) -> Result<Option<String>> {
         if self.peek()? == b'n' {
             self.literal(b"null")?;
