@@ -30,12 +30,10 @@ pub mod alloc;
 mod decision;
 #[doc(hidden)]
 pub mod guest;
-#[doc(hidden)]
-pub mod reader;
+mod reader;
 pub mod testing;
 pub mod wire;
-#[doc(hidden)]
-pub mod writer;
+mod writer;
 
 pub use decision::Decision;
 
