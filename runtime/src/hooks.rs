@@ -140,6 +140,8 @@ pub struct ChainHook {
     secrets: HookSecrets,
     /// Where sampled events go, if `capture` is configured.
     pub capture: Option<crate::capture::Capture>,
+    /// Its metric handles, resolved once.
+    pub metrics: crate::metrics::HookMetrics,
 }
 
 impl ChainHook {
@@ -162,6 +164,7 @@ impl ChainHook {
             reads,
             secrets,
             capture,
+            metrics: Default::default(),
         }
     }
 

@@ -447,7 +447,7 @@ impl Issuer {
         };
         // Explain runs are not traffic: no metrics, no capture.
         if trace.is_none() {
-            crate::metrics::hook_outcome(hook.name(), &outcome, &usage);
+            crate::metrics::hook_outcome(&hook.metrics, hook.name(), &outcome, &usage);
         }
         if let Some(capture) = &hook.capture
             && trace.is_none()
