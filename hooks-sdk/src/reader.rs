@@ -343,7 +343,9 @@ impl<'a> Reader<'a> {
     }
 
     fn strings(&mut self) -> Result<Vec<String>> {
-        let mut out = Vec::new();
+        // Room for a typical scope list up front: growing from empty is a
+        // call into the allocator's slow path.
+        let mut out = Vec::with_capacity(4);
         self.array(|r| {
             out.push(r.string()?);
             Ok(())
