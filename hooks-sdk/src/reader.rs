@@ -1,14 +1,16 @@
 //! The guest's reader of the event JSON: a parser written for the [`Event`]
 //! schema instead of serde_json's generic one.
 //!
-//! Why: in a hook, reading the event was most of the call's fuel. serde_json
-//! drives the derived `Deserialize` through visitors and looks at string
-//! bytes one at a time, twice (escapes, then UTF-8); this reader scans
-//! strings eight bytes per step, checks UTF-8 only in strings that are not
-//! ASCII, matches field names as borrowed slices and copies each string once. It produces the same `Event`
-//! as `serde_json::from_slice` for every event the host writes (a unit test
-//! compares the two on events with escapes, numbers, unknown fields and
+//! Why: in a hook, reading the event was most of the call's fuel (fuel counts
+//! wasm operators). serde_json drives the derived `Deserialize` through
+//! visitors and looks at string bytes one at a time, twice (escapes, then
+//! UTF-8); this reader scans strings eight bytes per step, checks UTF-8 only
+//! in strings that are not ASCII, matches field names as borrowed slices and
+//! copies each string once. It produces the same `Event` as
+//! `serde_json::from_slice` for every event the host writes (unit tests
+//! compare the two on events with escapes, numbers, unknown fields and
 //! whitespace); the host keeps using serde (`wire.rs` stays the one schema).
+//! Figures: docs/performance.md, "The hooks' own work".
 //!
 //! Differences from serde_json, all on input the host never writes: a
 //! duplicate field keeps its last value (serde refuses it), a struct written
