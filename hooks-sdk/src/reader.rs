@@ -16,8 +16,8 @@
 //! duplicate field keeps its last value (serde refuses it), a struct written
 //! as an array of its fields is refused (serde takes it), an unknown
 //! member is read as a JSON value and must be one serde_json reads into a
-//! `Value` (valid UTF-8, no lone surrogates, numbers in range, at most 128
-//! deep; serde skips it unchecked), and error
+//! `Value` (valid UTF-8, no lone surrogates, numbers in range, within
+//! serde's nesting limit; serde skips it unchecked), and error
 //! messages name the byte offset rather than line and column. Numbers inside
 //! `config` and claims go through serde_json's own number parser, so they are
 //! the same `Number`s.
@@ -28,8 +28,10 @@ use serde_json::{Map, Number, Value};
 
 use crate::wire::{Api, Client, Event, RequestContext, Secrets, TokenState, Trigger};
 
-/// serde_json's nesting limit, kept so a value refused there is refused here.
-const MAX_DEPTH: u32 = 128;
+/// serde_json's nesting limit, kept so a value refused there is refused here:
+/// at most 127 arrays and objects nested, counted from the event object
+/// itself (serde starts with 128 levels and fails on reaching 0).
+const MAX_DEPTH: u32 = 127;
 
 /// Why the event could not be read, and where.
 #[derive(Debug)]
@@ -65,9 +67,9 @@ pub fn read_event(input: &[u8]) -> Result<Event> {
             "granted_scopes" => event.granted_scopes = r.strings()?,
             "context" => event.context = r.context()?,
             "token" => event.token = r.token()?,
-            "config" => event.config = r.value(0)?,
+            "config" => event.config = r.value(1)?,
             "secrets" => event.secrets = Secrets(r.string_map()?),
-            _ => r.skip()?,
+            _ => r.skip(1)?,
         }
         Ok(())
     })?;
@@ -76,6 +78,16 @@ pub fn read_event(input: &[u8]) -> Result<Event> {
         return Err(r.err("trailing characters"));
     }
     Ok(event)
+}
+
+fn trigger_named(name: &str, at: usize) -> Result<Trigger> {
+    match name {
+        "client_credentials" => Ok(Trigger::ClientCredentials),
+        _ => Err(ReadError {
+            what: "unknown trigger",
+            at,
+        }),
+    }
 }
 
 struct Reader<'a> {
@@ -428,13 +440,28 @@ impl<'a> Reader<'a> {
 
     fn trigger(&mut self) -> Result<Trigger> {
         let at = self.pos;
-        match self.str()?.as_str() {
-            "client_credentials" => Ok(Trigger::ClientCredentials),
-            _ => Err(ReadError {
-                what: "unknown trigger",
-                at,
-            }),
+        match self.str() {
+            Ok(name) => trigger_named(name.as_str(), at),
+            // serde_json also takes a unit variant written as a one-member
+            // object, `{"client_credentials": null}`; tried only once a
+            // string is ruled out, so the usual event pays nothing for it.
+            Err(_) if self.bytes.get(self.pos) == Some(&b'{') => self.trigger_in_object(),
+            Err(e) => Err(e),
         }
+    }
+
+    /// `{"<trigger>": null}`, at its `{`: exactly one member, as serde_json
+    /// reads an externally tagged unit variant.
+    #[inline(never)]
+    fn trigger_in_object(&mut self) -> Result<Trigger> {
+        self.pos += 1;
+        let at = self.pos;
+        let trigger = trigger_named(self.str()?.as_str(), at)?;
+        self.expect(b':', "expected `:`")?;
+        self.ws();
+        self.literal(b"null")?;
+        self.expect(b'}', "expected `}`")?;
+        Ok(trigger)
     }
 
     fn client(&mut self) -> Result<Client> {
@@ -448,7 +475,7 @@ impl<'a> Reader<'a> {
                 }
                 "name" => client.name = r.opt_string()?,
                 "metadata" => client.metadata = r.string_map()?,
-                _ => r.skip()?,
+                _ => r.skip(2)?,
             }
             Ok(())
         })?;
@@ -468,7 +495,7 @@ impl<'a> Reader<'a> {
                     has_identifier = true;
                 }
                 "scopes" => api.scopes = r.strings()?,
-                _ => r.skip()?,
+                _ => r.skip(2)?,
             }
             Ok(())
         })?;
@@ -484,7 +511,7 @@ impl<'a> Reader<'a> {
             match key {
                 "ip" => context.ip = r.opt_string()?,
                 "user_agent" => context.user_agent = r.opt_string()?,
-                _ => r.skip()?,
+                _ => r.skip(2)?,
             }
             Ok(())
         })?;
@@ -496,15 +523,16 @@ impl<'a> Reader<'a> {
         self.object(|r, key| {
             match key {
                 "scopes" => token.scopes = r.strings()?,
-                "claims" => token.claims = r.value_map(0)?,
-                _ => r.skip()?,
+                "claims" => token.claims = r.value_map(2)?,
+                _ => r.skip(2)?,
             }
             Ok(())
         })?;
         Ok(token)
     }
 
-    /// Any JSON value, `depth` levels down.
+    /// Any JSON value inside `depth` arrays and objects (the event's own
+    /// object counts, as in serde_json).
     fn value(&mut self, depth: u32) -> Result<Value> {
         match self.peek()? {
             b'"' => self.string().map(Value::String),
@@ -560,8 +588,8 @@ impl<'a> Reader<'a> {
     /// `Value` and dropped. A skipper that builds nothing measured slower on
     /// the events the host writes (which have no unknown members): it
     /// changed how the hot paths were inlined.
-    fn skip(&mut self) -> Result<()> {
-        self.value(0).map(drop)
+    fn skip(&mut self, depth: u32) -> Result<()> {
+        self.value(depth).map(drop)
     }
 }
 
@@ -695,6 +723,50 @@ mod tests {
             }
         }
         assert!(both > 2_000, "only {both} edited events were valid");
+    }
+
+    /// Found writing the `sdk_event` fuzz target (its seed
+    /// `trigger_as_object.json` fails the old reader): serde_json also reads
+    /// a unit variant written as `{"name": null}`.
+    #[test]
+    fn trigger_as_a_one_member_object() {
+        same(r#"{"trigger":{"client_credentials":null}}"#);
+        same(r#"{"trigger" : { "client_credentials" : null } ,"version":1}"#);
+        for bad in [
+            r#"{"trigger":{}}"#,
+            r#"{"trigger":{"password":null}}"#,
+            r#"{"trigger":{"client_credentials":1}}"#,
+            r#"{"trigger":{"client_credentials":null,"x":null}}"#,
+            r#"{"trigger":{{"client_credentials":null}:null}}"#,
+        ] {
+            assert!(read_event(bad.as_bytes()).is_err(), "{bad}");
+            assert!(serde_json::from_str::<Event>(bad).is_err(), "serde: {bad}");
+        }
+    }
+
+    /// Found writing the `sdk_event` fuzz target: the nesting limit counts
+    /// from the event object, as serde_json counts it, at every place a value
+    /// can nest (it counted from the value: two or three levels more than
+    /// serde allows).
+    #[test]
+    fn nesting_limit_is_serdes_at_every_place() {
+        let nest = |n: usize| format!("{}{}", "[".repeat(n), "]".repeat(n));
+        let places: [fn(&str) -> String; 5] = [
+            |v| format!(r#"{{"config":{v}}}"#),
+            |v| format!(r#"{{"token":{{"claims":{{"a":{v}}}}}}}"#),
+            |v| format!(r#"{{"unknown":{v}}}"#),
+            |v| format!(r#"{{"client":{{"id":"c","unknown":{v}}}}}"#),
+            |v| format!(r#"{{"token":{{"unknown":{v}}}}}"#),
+        ];
+        for place in places {
+            for n in 120..130 {
+                let text = place(&nest(n));
+                // Unknown members: the limit of reading them as a `Value`.
+                let serde_ok = serde_json::from_str::<Event>(&text).is_ok()
+                    && serde_json::from_str::<Value>(&text).is_ok();
+                assert_eq!(read_event(text.as_bytes()).is_ok(), serde_ok, "{n}: {text}");
+            }
+        }
     }
 
     #[test]
