@@ -6,14 +6,12 @@
 //! into a map of `serde_json::Value`s and writes through a serializer that
 //! checks UTF-8 on every piece, ≈ 2.5 µs per line here; a token request with
 //! three hooks logs five lines. [`JsonLines`] writes each field straight into
-//! the line buffer. And [`batch`] lets a stretch of synchronous work (a
-//! request's hooks) hand its lines to the kernel in one `write(2)` instead of
-//! one each. `docs/performance.md` has the A/B.
+//! the line buffer. And [`batched`] hands a request's lines to the kernel in
+//! one `write(2)` instead of one each. `docs/performance.md` has the A/B.
 
 use std::cell::RefCell;
 use std::fmt::{self, Write as _};
 use std::io::{self, Write as _};
-use std::marker::PhantomData;
 use std::time::SystemTime;
 
 use tracing::field::{Field, Visit};
@@ -179,53 +177,54 @@ fn write_json_str(out: &mut impl fmt::Write, value: &str) -> fmt::Result {
     out.write_char('"')
 }
 
-/// Lines collected while a [`batch`] is open on this thread.
-#[derive(Default)]
-struct Batch {
-    open: usize,
-    lines: Vec<u8>,
-}
-
-/// A batch never holds more than this; beyond it, lines go out at once.
+/// A request's lines never wait in memory beyond this many bytes: past it,
+/// what was collected is written, then the line.
 const MAX_BATCH: usize = 64 << 10;
 
-thread_local! {
-    static BATCH: RefCell<Batch> = RefCell::new(Batch::default());
+tokio::task_local! {
+    /// The lines of the request this task is serving (see [`batched`]).
+    static REQUEST_LINES: RefCell<Vec<u8>>;
 }
 
-/// Collect this thread's log lines until the guard is dropped, then write
-/// them in one `write(2)`. For synchronous stretches only (the guard cannot
-/// cross an `.await`: it is not `Send`), so lines are delayed by microseconds
-/// and never lost to a task moving threads; nested batches flush with the
-/// outermost. Dropping during a panic flushes too.
-#[must_use = "lines are written when the guard is dropped"]
-pub fn batch() -> LineBatch {
-    BATCH.with(|batch| batch.borrow_mut().open += 1);
-    LineBatch {
-        _not_send: PhantomData,
-    }
+/// Run one request's work with its log lines collected and written in one
+/// `write(2)` when it ends (or is dropped, or panics), instead of one per
+/// line: a token request with three hooks logs five. The lines stay in the
+/// request's task, so they follow it across threads; lines from other tasks
+/// and threads are written at once. The cost: a request's lines appear when
+/// it ends (its deadlines bound that), and a crash of the whole process
+/// loses the lines of the requests in flight.
+pub async fn batched<F: Future>(work: F) -> F::Output {
+    REQUEST_LINES
+        .scope(RefCell::new(Vec::new()), async move {
+            let _flush = FlushOnDrop;
+            work.await
+        })
+        .await
 }
 
-/// See [`batch`].
-pub struct LineBatch {
-    _not_send: PhantomData<*const ()>,
-}
+/// Writes the request's lines; dropped inside [`batched`]'s scope, also when
+/// the request's future is dropped early (tokio drops it in the scope).
+struct FlushOnDrop;
 
-impl Drop for LineBatch {
+impl Drop for FlushOnDrop {
     fn drop(&mut self) {
-        BATCH.with(|batch| {
-            let mut batch = batch.borrow_mut();
-            batch.open -= 1;
-            if batch.open == 0 && !batch.lines.is_empty() {
-                let _ = io::stderr().write_all(&batch.lines);
-                batch.lines.clear();
+        let _ = REQUEST_LINES.try_with(|lines| {
+            if let Ok(mut lines) = lines.try_borrow_mut() {
+                write_out(&mut lines);
             }
         });
     }
 }
 
-/// The writer of every line: into the thread's open batch, if any, else
-/// straight to stderr (unbuffered: one `write(2)` per line).
+fn write_out(lines: &mut Vec<u8>) {
+    if !lines.is_empty() {
+        let _ = io::stderr().write_all(lines);
+        lines.clear();
+    }
+}
+
+/// The writer of every line: into the current request's lines (see
+/// [`batched`]), else straight to stderr (unbuffered: one `write(2)` each).
 pub struct StderrLines;
 
 impl<'a> MakeWriter<'a> for StderrLines {
@@ -241,19 +240,22 @@ pub struct LineSink;
 
 impl io::Write for LineSink {
     fn write(&mut self, line: &[u8]) -> io::Result<usize> {
-        let batched = BATCH.with(|batch| {
-            let Ok(mut batch) = batch.try_borrow_mut() else {
+        let kept = REQUEST_LINES.try_with(|lines| {
+            let Ok(mut lines) = lines.try_borrow_mut() else {
                 return false;
             };
-            if batch.open == 0 || batch.lines.len() + line.len() > MAX_BATCH {
+            if lines.len() + line.len() > MAX_BATCH {
+                write_out(&mut lines);
+            }
+            if line.len() > MAX_BATCH {
                 return false;
             }
-            batch.lines.extend_from_slice(line);
+            lines.extend_from_slice(line);
             true
         });
-        match batched {
-            true => Ok(line.len()),
-            false => io::stderr().write(line),
+        match kept {
+            Ok(true) => Ok(line.len()),
+            _ => io::stderr().write(line),
         }
     }
 
@@ -326,22 +328,19 @@ mod tests {
         assert!(at("message") < at("request_id") && at("request_id") < at("debugged"));
     }
 
-    /// Lines logged inside a batch reach the writer together when the
-    /// (outermost) guard drops, in order; outside a batch at once.
-    #[test]
-    fn a_batch_holds_lines_until_its_guard_drops() {
-        let outer = batch();
-        LineSink.write_all(b"one\n").unwrap();
-        {
-            let _inner = batch();
+    /// Inside [`batched`] lines are held until the work ends, in order;
+    /// outside, nothing is held.
+    #[tokio::test]
+    async fn a_request_holds_its_lines_until_it_ends() {
+        let held = batched(async {
+            LineSink.write_all(b"one\n").unwrap();
+            tokio::task::yield_now().await;
             LineSink.write_all(b"two\n").unwrap();
-        }
-        BATCH.with(|b| assert_eq!(b.borrow().lines, b"one\ntwo\n"));
-        drop(outer);
-        BATCH.with(|b| {
-            assert_eq!(b.borrow().open, 0);
-            assert!(b.borrow().lines.is_empty());
-        });
+            REQUEST_LINES.with(|lines| lines.borrow().clone())
+        })
+        .await;
+        assert_eq!(held, b"one\ntwo\n");
+        assert!(REQUEST_LINES.try_with(|_| ()).is_err(), "no scope outside");
     }
 
     /// Format `f`'s events with [`JsonLines`] into strings.

@@ -155,8 +155,13 @@ impl Issuer {
         })
     }
 
-    /// Issue one token, or say why not.
+    /// Issue one token, or say why not. The request's log lines (hooks,
+    /// audit) leave together when it ends (`logging::batched`).
     pub async fn issue(&self, req: &TokenRequest) -> Result<TokenResponse, OAuthError> {
+        crate::logging::batched(self.issue_and_audit(req)).await
+    }
+
+    async fn issue_and_audit(&self, req: &TokenRequest) -> Result<TokenResponse, OAuthError> {
         let started = Instant::now();
         let result = self.run(req).await;
         let elapsed_us = started.elapsed().as_micros() as u64;
@@ -273,24 +278,30 @@ impl Issuer {
             scopes: target.scopes,
             claims: Map::new(),
         };
-        let frame = EventFrame::new(Event {
-            version: ABI_VERSION,
-            trigger: Trigger::ClientCredentials,
-            request_id: request_id.to_string(),
-            client: Client {
-                id: client.id.clone(),
-                name: client.name.clone(),
-                metadata: client.metadata.clone(),
-            },
-            api: Api {
-                identifier: api.identifier.clone(),
-                scopes: api.scopes.clone(),
-            },
-            requested_scopes: target.requested,
-            granted_scopes: granted.clone(),
-            context: context.clone(),
-            ..Event::default()
-        });
+        // The event is written when the first hook runs: a request no hook
+        // matches (or an issuer without hooks) never builds it.
+        let mut requested = target.requested;
+        let mut frame = None;
+        let mut event_frame = || {
+            EventFrame::new(Event {
+                version: ABI_VERSION,
+                trigger: Trigger::ClientCredentials,
+                request_id: request_id.to_string(),
+                client: Client {
+                    id: client.id.clone(),
+                    name: client.name.clone(),
+                    metadata: client.metadata.clone(),
+                },
+                api: Api {
+                    identifier: api.identifier.clone(),
+                    scopes: api.scopes.clone(),
+                },
+                requested_scopes: std::mem::take(&mut requested),
+                granted_scopes: granted.clone(),
+                context: context.clone(),
+                ..Event::default()
+            })
+        };
         let rules = Rules {
             claim_namespaces: &self.manifest.policy.claim_namespaces,
             added_scopes_within_grant: self.manifest.policy.added_scopes_within_grant,
@@ -299,8 +310,6 @@ impl Issuer {
             api_scopes: &api.scopes,
             granted_scopes: granted,
         };
-        // The hooks' lines ("hook applied", their own) leave in one write.
-        let _lines = crate::logging::batch();
         for hook in &self.hooks {
             if let Some(filter) = hook.filter_miss(&client.id, &api.identifier) {
                 // Routine, and says nothing on its own: debug.
@@ -316,10 +325,11 @@ impl Issuer {
                 continue;
             }
             let limits = &hook.config.limits;
+            let frame = frame.get_or_insert_with(&mut event_frame);
             self.run_hook(
                 hook,
                 limits,
-                &frame,
+                frame,
                 &mut token,
                 request_id,
                 &rules,
