@@ -24,7 +24,7 @@ case "${FUZZ_BUILD:-release}" in
     dev) profile=(--dev) ;;
     *) echo "fuzz: FUZZ_BUILD is release or dev, not '$FUZZ_BUILD'" >&2; exit 2 ;;
 esac
-all=(token_request lambda_event hook_output manifest key_set)
+all=(token_request lambda_event hook_output manifest key_set sdk_event)
 if [ $# -gt 0 ]; then targets=("$@"); else targets=("${all[@]}"); fi
 
 if ! rustup run nightly rustc --version >/dev/null 2>&1; then
@@ -41,7 +41,7 @@ target_dir="$PWD/target/fuzz"
 # No sanitizer: the code under test is safe Rust (and C that ASan would not
 # instrument); panics, overflow checks and debug assertions are what we catch,
 # at about twice the speed of an ASan build. See docs/fuzzing.md for `-s address`.
-# One cargo invocation builds all five targets (the issuer is compiled once for
+# One cargo invocation builds all the targets (the issuer is compiled once for
 # them); `cargo fuzz run` below then finds them built.
 opts=(--fuzz-dir tests/fuzz --sanitizer none "${profile[@]}" --target-dir "$target_dir")
 fuzz=(cargo +nightly fuzz run "${opts[@]}")
