@@ -506,14 +506,17 @@ fn pem_encode(label: &str, der: &[u8]) -> String {
 mod tests {
     use super::*;
 
+    /// Every algorithm the issuer signs with.
+    const SIGNING_ALGORITHMS: [Algorithm; 4] = [
+        Algorithm::ES256,
+        Algorithm::EdDSA,
+        Algorithm::RS256,
+        Algorithm::PS256,
+    ];
+
     #[test]
     fn every_algorithm_generates_signs_and_publishes() {
-        for alg in [
-            Algorithm::ES256,
-            Algorithm::EdDSA,
-            Algorithm::RS256,
-            Algorithm::PS256,
-        ] {
+        for alg in SIGNING_ALGORITHMS {
             let pem = generate_pkcs8_pem(alg).unwrap();
             let key = SigningKey::from_pkcs8_pem(&pem, alg, None, "test").unwrap();
             assert_eq!(key.jwk.common.key_id.as_deref(), Some(key.kid.as_str()));
@@ -532,12 +535,7 @@ mod tests {
             "iss": "https://auth.example.com/", "sub": "svc", "exp": 4_000_000_000u64,
             "scope": "a b", "https://example.com/t": "é<>&?/+",
         });
-        for alg in [
-            Algorithm::ES256,
-            Algorithm::EdDSA,
-            Algorithm::RS256,
-            Algorithm::PS256,
-        ] {
+        for alg in SIGNING_ALGORITHMS {
             let pem = generate_pkcs8_pem(alg).unwrap();
             let key = SigningKey::from_pkcs8_pem(&pem, alg, Some("k1".into()), "test").unwrap();
             assert_eq!(key.signer.algorithm(), alg);
