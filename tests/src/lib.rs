@@ -459,35 +459,48 @@ pub fn fixed_output_hook(output: &str) -> String {
     )
 }
 
-/// The three-hook manifest (the [`manifest`] clients) written into `dir`:
-/// `tenant` sets claims, `broken` sets the reserved claim `sub` (a policy
-/// violation, skipped by `on_error`), `other-api-only` is filtered to
-/// another API so it never runs for `https://api.test`.
-pub fn three_hook_manifest(dir: &Path) -> PathBuf {
+/// The tests' `tenant` hook: tenant-claims, writing claims under
+/// `https://claims.test/` and allowed to add `write:*` scopes. Needs
+/// `hook_wasm("tenant_claims")`.
+pub const TENANT_HOOK: &str = r#"
+[[hooks]]
+name = "tenant"
+module = "{hooks}/tenant_claims.wasm"
+capabilities = { claims = ["https://claims.test/"], scopes = ["write:*"] }
+config = { namespace = "https://claims.test/" }
+"#;
+
+/// Build tenant-claims and write `dir/broken.wat`, a hook that sets the
+/// reserved claim `sub` (a policy violation whatever its capabilities).
+pub fn tenant_and_broken_hooks(dir: &Path) {
     hook_wasm("tenant_claims");
     std::fs::write(
         dir.join("broken.wat"),
         fixed_output_hook(r#"{"commands":[{"set_claim":{"name":"sub","value":"root"}}]}"#),
     )
     .expect("write broken.wat");
-    let hooks = r#"
-[[hooks]]
-name = "tenant"
-module = "{hooks}/tenant_claims.wasm"
-capabilities = { claims = ["https://claims.test/"], scopes = ["write:*"] }
-config = { namespace = "https://claims.test/" }
+}
 
+/// The three-hook manifest (the [`manifest`] clients) written into `dir`:
+/// [`TENANT_HOOK`] sets claims, `broken` sets the reserved claim `sub` (a
+/// policy violation, skipped by `on_error`), `other-api-only` is filtered to
+/// another API so it never runs for `https://api.test`.
+pub fn three_hook_manifest(dir: &Path) -> PathBuf {
+    tenant_and_broken_hooks(dir);
+    let hooks = format!(
+        r#"{TENANT_HOOK}
 [[hooks]]
 name = "broken"
-module = "{dir}/broken.wat"
+module = "{{dir}}/broken.wat"
 on_error = "skip"
 
 [[hooks]]
 name = "other-api-only"
-module = "{dir}/broken.wat"
-match = { apis = ["https://other.test"] }
-"#;
-    write_manifest_in(dir, &manifest(hooks))
+module = "{{dir}}/broken.wat"
+match = {{ apis = ["https://other.test"] }}
+"#
+    );
+    write_manifest_in(dir, &manifest(&hooks))
 }
 
 /// `examples/manifest.toml` made runnable from any directory: hooks from the

@@ -6,31 +6,24 @@ use std::io::{BufRead, BufReader};
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
-use tokenhook_tests::{CLIENT_SECRET, ServerProcess, fixed_output_hook, hook_wasm, manifest};
+use tokenhook_tests::{
+    CLIENT_SECRET, ServerProcess, TENANT_HOOK, manifest, tenant_and_broken_hooks,
+};
 
 #[tokio::test(flavor = "multi_thread")]
 async fn logs_explain_every_hook_and_sighup_reloads() {
-    hook_wasm("tenant_claims");
     let dir = tempfile::tempdir().unwrap();
-    std::fs::write(
-        dir.path().join("broken.wat"),
-        fixed_output_hook(r#"{"commands":[{"set_claim":{"name":"sub","value":"root"}}]}"#),
-    )
-    .unwrap();
-    let hooks = r#"
-[[hooks]]
-name = "tenant"
-module = "{hooks}/tenant_claims.wasm"
-capabilities = { claims = ["https://claims.test/"], scopes = ["write:*"] }
-config = { namespace = "https://claims.test/" }
-
+    tenant_and_broken_hooks(dir.path());
+    let hooks = format!(
+        r#"{TENANT_HOOK}
 [[hooks]]
 name = "broken"
-module = "{dir}/broken.wat"
+module = "{{dir}}/broken.wat"
 on_error = "skip"
-capabilities = { claims = ["https://claims.test/"] }
-"#;
-    let manifest = tokenhook_tests::write_manifest_in(dir.path(), &manifest(hooks));
+capabilities = {{ claims = ["https://claims.test/"] }}
+"#
+    );
+    let manifest = tokenhook_tests::write_manifest_in(dir.path(), &manifest(&hooks));
     let mut server = ServerProcess::spawn(&manifest, &[]).unwrap();
     let (status, body) = server.app_token().await;
     assert_eq!(status, 200, "{body}");

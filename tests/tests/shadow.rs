@@ -9,23 +9,22 @@ use std::time::{Duration, Instant};
 
 use serde_json::Value;
 use tokenhook_tests::{
-    CLIENT_SECRET, ServerProcess, fixed_output_hook, hook_wasm, hostile, manifest,
-    write_manifest_in,
+    CLIENT_SECRET, ServerProcess, TENANT_HOOK, hook_wasm, hostile, manifest,
+    tenant_and_broken_hooks, write_manifest_in,
 };
 
-const ENFORCED: &str = r#"
-[[hooks]]
-name = "tenant"
-module = "{hooks}/tenant_claims.wasm"
-capabilities = { claims = ["https://claims.test/"], scopes = ["write:*"] }
-config = { namespace = "https://claims.test/" }
-
+/// The hooks that decide the token: the tests' tenant hook, then scope-policy.
+fn enforced() -> String {
+    format!(
+        r#"{TENANT_HOOK}
 [[hooks]]
 name = "scopes"
-module = "{hooks}/scope_policy.wasm"
-capabilities = { scopes = ["write:*", "read:b"] }
-config = { add_scopes = ["read:b"] }
-"#;
+module = "{{hooks}}/scope_policy.wasm"
+capabilities = {{ scopes = ["write:*", "read:b"] }}
+config = {{ add_scopes = ["read:b"] }}
+"#
+    )
+}
 
 /// Shadow hooks first, so the enforced ones run after them: they must see
 /// the token as if the shadow hooks had not run.
@@ -62,7 +61,7 @@ config = {{ clients = ["app", "ops"] }}
 
 [[hooks]]
 name = "grabber"
-module = "{{dir}}/grabber.wat"
+module = "{{dir}}/broken.wat"
 mode = "shadow"
 on_error = "deny"
 capabilities = {{ claims = ["https://claims.test/"] }}
@@ -104,23 +103,19 @@ async fn token(server: &ServerProcess, client: &str, form: &[(&str, &str)]) -> V
 
 #[tokio::test(flavor = "multi_thread")]
 async fn shadow_hooks_log_what_they_would_do_and_never_change_a_token() {
-    hook_wasm("tenant_claims");
+    // The shadow `grabber` is broken.wat: it sets the reserved claim `sub`.
+    let shadow_dir = tempfile::tempdir().unwrap();
+    tenant_and_broken_hooks(shadow_dir.path());
     let plain_dir = tempfile::tempdir().unwrap();
     let plain = ServerProcess::spawn(
-        &write_manifest_in(plain_dir.path(), &manifest(ENFORCED)),
+        &write_manifest_in(plain_dir.path(), &manifest(&enforced())),
         &[],
-    )
-    .unwrap();
-    let shadow_dir = tempfile::tempdir().unwrap();
-    std::fs::write(
-        shadow_dir.path().join("grabber.wat"),
-        fixed_output_hook(r#"{"commands":[{"set_claim":{"name":"sub","value":"root"}}]}"#),
     )
     .unwrap();
     let mut shadowed = ServerProcess::spawn(
         &write_manifest_in(
             shadow_dir.path(),
-            &manifest(&format!("{}{ENFORCED}", shadow_hooks())),
+            &manifest(&format!("{}{}", shadow_hooks(), enforced())),
         ),
         &[],
     )
