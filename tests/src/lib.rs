@@ -546,6 +546,35 @@ impl Drop for ChildGroup {
     }
 }
 
+/// Everything a server process writes to stderr, collected by a thread (a full pipe would block it).
+pub fn collect_stderr(server: &mut ServerProcess) -> std::sync::Arc<std::sync::Mutex<String>> {
+    use std::io::BufRead;
+    let log = std::sync::Arc::new(std::sync::Mutex::new(String::new()));
+    let stderr = server.child.0.stderr.take().expect("stderr piped");
+    let sink = log.clone();
+    std::thread::spawn(move || {
+        for line in std::io::BufReader::new(stderr)
+            .lines()
+            .map_while(Result::ok)
+        {
+            let mut log = sink.lock().unwrap();
+            log.push_str(&line);
+            log.push('\n');
+        }
+    });
+    log
+}
+
+/// The log lines (JSON) whose message is `message`.
+pub fn logged(log: &std::sync::Mutex<String>, message: &str) -> Vec<Value> {
+    log.lock()
+        .unwrap()
+        .lines()
+        .filter_map(|l| serde_json::from_str::<Value>(l).ok())
+        .filter(|l| l["fields"]["message"] == message)
+        .collect()
+}
+
 /// A free TCP port on 127.0.0.1.
 pub fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0")

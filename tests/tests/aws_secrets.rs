@@ -4,7 +4,6 @@
 //! rotation (next → active), hook secrets, the emulator going away (cached
 //! keys keep serving, then the documented failure), and a missing secret.
 
-use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use aws_sdk_secretsmanager::Client;
@@ -13,7 +12,8 @@ use aws_sdk_secretsmanager::error::DisplayErrorContext;
 use serde_json::Value;
 use tokenhook::keys::{SigningKey, StoredKey, StoredKeySet, generate_pkcs8_pem};
 use tokenhook_tests::{
-    MotoServer, ServerProcess, hook_wasm, hooks_dir, jose, manifest, write_manifest_in,
+    MotoServer, ServerProcess, collect_stderr, hook_wasm, hooks_dir, jose, logged, manifest,
+    write_manifest_in,
 };
 
 /// The shared moto server, with the Secrets Manager calls these tests make.
@@ -28,25 +28,14 @@ impl Moto {
         }
     }
 
-    fn endpoint(&self) -> String {
-        self.server.endpoint()
-    }
-
-    /// The real AWS SDK, pointed at moto (dummy credentials: moto does not check signatures).
-    fn client(&self) -> Client {
-        use aws_sdk_secretsmanager::config::{BehaviorVersion, Credentials, Region};
-        Client::from_conf(
-            aws_sdk_secretsmanager::Config::builder()
-                .behavior_version(BehaviorVersion::latest())
-                .endpoint_url(self.endpoint())
-                .region(Region::new("us-east-1"))
-                .credentials_provider(Credentials::new("test", "test", None, None, "test"))
-                .build(),
-        )
+    /// The real AWS SDK, pointed at moto.
+    async fn client(&self) -> Client {
+        Client::new(&self.server.sdk_config().await)
     }
 
     async fn create(&self, name: &str, value: &str) {
         self.client()
+            .await
             .create_secret()
             .name(name)
             .secret_string(value)
@@ -57,6 +46,7 @@ impl Moto {
 
     async fn put(&self, name: &str, value: &str) {
         self.client()
+            .await
             .put_secret_value()
             .secret_id(name)
             .secret_string(value)
@@ -64,35 +54,6 @@ impl Moto {
             .await
             .unwrap_or_else(|e| panic!("PutSecretValue {name}: {}", DisplayErrorContext(&e)));
     }
-}
-
-/// Everything a child writes to stderr, collected by a thread (a full pipe would block it).
-fn collect_stderr(server: &mut ServerProcess) -> Arc<Mutex<String>> {
-    use std::io::BufRead;
-    let log = Arc::new(Mutex::new(String::new()));
-    let stderr = server.child.0.stderr.take().expect("stderr piped");
-    let sink = log.clone();
-    std::thread::spawn(move || {
-        for line in std::io::BufReader::new(stderr)
-            .lines()
-            .map_while(Result::ok)
-        {
-            let mut log = sink.lock().unwrap();
-            log.push_str(&line);
-            log.push('\n');
-        }
-    });
-    log
-}
-
-/// The log lines (JSON) whose message is `message`.
-fn logged(log: &Mutex<String>, message: &str) -> Vec<Value> {
-    log.lock()
-        .unwrap()
-        .lines()
-        .filter_map(|l| serde_json::from_str::<Value>(l).ok())
-        .filter(|l| l["fields"]["message"] == message)
-        .collect()
 }
 
 fn new_key() -> (StoredKey, String) {
@@ -129,14 +90,11 @@ fn spawn_server_with(
     dir: &std::path::Path,
     env: &[(&str, &str)],
 ) -> Result<ServerProcess, String> {
-    let endpoint = moto.endpoint();
-    let mut all = vec![
-        ("AWS_ENDPOINT_URL", endpoint.as_str()),
-        ("AWS_REGION", "us-east-1"),
-        ("AWS_ACCESS_KEY_ID", "test"),
-        ("AWS_SECRET_ACCESS_KEY", "test"),
-        ("AWS_EC2_METADATA_DISABLED", "true"),
-    ];
+    let moto_env = moto.server.env();
+    let mut all: Vec<(&str, &str)> = moto_env
+        .iter()
+        .map(|(k, v)| (k.as_str(), v.as_str()))
+        .collect();
     all.extend_from_slice(env);
     ServerProcess::spawn(&dir.join("manifest.toml"), &all)
 }

@@ -15,11 +15,11 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use serde_json::{Value, json};
+use serde_json::json;
 use tokenhook::keys::{StoredKey, StoredKeySet, generate_pkcs8_pem};
 use tokenhook_tests::{
-    MotoServer, ServerProcess, TestServer, app_token, fixed_output_hook, manifest, verified_claims,
-    write_manifest_in,
+    MotoServer, ServerProcess, TestServer, app_token, collect_stderr, fixed_output_hook, logged,
+    manifest, verified_claims, write_manifest_in,
 };
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
@@ -172,36 +172,6 @@ fn connection_close(message: &[u8]) -> Vec<u8> {
     let mut out = out.into_bytes();
     out.extend_from_slice(&message[end + 4..]);
     out
-}
-
-/// Everything the server writes to stderr, collected by a thread (a full
-/// pipe would block it).
-fn collect_stderr(server: &mut ServerProcess) -> Arc<Mutex<String>> {
-    use std::io::BufRead;
-    let log = Arc::new(Mutex::new(String::new()));
-    let stderr = server.child.0.stderr.take().expect("stderr piped");
-    let sink = log.clone();
-    std::thread::spawn(move || {
-        for line in std::io::BufReader::new(stderr)
-            .lines()
-            .map_while(Result::ok)
-        {
-            let mut log = sink.lock().unwrap();
-            log.push_str(&line);
-            log.push('\n');
-        }
-    });
-    log
-}
-
-/// The log lines (JSON) whose message is `message`.
-fn logged(log: &Mutex<String>, message: &str) -> Vec<Value> {
-    log.lock()
-        .unwrap()
-        .lines()
-        .filter_map(|l| serde_json::from_str::<Value>(l).ok())
-        .filter(|l| l["fields"]["message"] == message)
-        .collect()
 }
 
 /// Poll `check` every 200 ms until it holds; fail after `within`.
