@@ -12,6 +12,7 @@ use serde_json::Value;
 
 pub mod feed_verifier;
 pub mod jose;
+pub mod lambda_emulator;
 pub mod wrk;
 
 /// The workspace root (the parent of this crate).

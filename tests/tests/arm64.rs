@@ -16,11 +16,11 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
-use base64::Engine;
 use serde_json::Value;
+use tokenhook_tests::lambda_emulator::{DIRECT_INVOKE, RuntimeEmulator, fixture, http_body};
 use tokenhook_tests::{
-    ChildGroup, example_manifest, free_port, jose, python_tool, tokenhook_bin, wait_for_port,
-    without_test_cargo_env, workspace_root, write_manifest_in,
+    ChildGroup, example_manifest, jose, python_tool, tokenhook_bin, without_test_cargo_env,
+    workspace_root, write_manifest_in,
 };
 
 const ISSUER: &str = "https://auth.example.com/";
@@ -86,25 +86,6 @@ fn path_with(dir: &Path) -> std::ffi::OsString {
     std::env::join_paths(paths).unwrap()
 }
 
-async fn invoke(port: u16, event: Vec<u8>) -> Value {
-    let resp = reqwest::Client::new()
-        .post(format!(
-            "http://127.0.0.1:{port}/2015-03-31/functions/_/invocations"
-        ))
-        .body(event)
-        // Emulated: start-up and the first invoke take seconds.
-        .timeout(Duration::from_secs(300))
-        .send()
-        .await
-        .expect("invoke");
-    assert!(resp.status().is_success(), "invoke: {}", resp.status());
-    resp.json().await.expect("JSON response")
-}
-
-fn fixture(name: &str) -> Vec<u8> {
-    std::fs::read(workspace_root().join("tests/fixtures/lambda").join(name)).unwrap()
-}
-
 #[test]
 fn sam_build_and_the_layer_are_what_this_test_runs() {
     let template = std::fs::read_to_string(workspace_root().join("template.yaml")).unwrap();
@@ -146,9 +127,7 @@ async fn the_arm64_bootstrap_runs_precompiled_hooks_under_qemu_and_issues_a_veri
         "{example}"
     );
     let example = example.replace("timeout = \"20ms\"", "timeout = \"5s\"");
-    // Direct invokes are refused unless enabled; the fixture carries
-    // `context.ip`, which needs `trust_caller_ip` (as in tests/tests/lambda.rs).
-    let example = format!("{example}\n[direct_invoke]\nenabled = true\ntrust_caller_ip = true\n");
+    let example = format!("{example}{DIRECT_INVOKE}");
     let manifest = write_manifest_in(dir.path(), &example);
     let layer = dir.path().join("layer");
     let status = Command::new(tokenhook_bin())
@@ -166,28 +145,9 @@ async fn the_arm64_bootstrap_runs_precompiled_hooks_under_qemu_and_issues_a_veri
         "{bundled}"
     );
 
-    let port = free_port();
-    let _emulator = ChildGroup::spawn(
-        Command::new(&cargo_lambda)
-            .args([
-                "lambda",
-                "watch",
-                "--only-lambda-apis",
-                "--quiet",
-                "-A",
-                "127.0.0.1",
-                "-P",
-                &port.to_string(),
-            ])
-            .current_dir(workspace_root())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .stdin(Stdio::null()),
-    );
-    assert!(
-        wait_for_port(port, Duration::from_secs(60)),
-        "the emulator did not start"
-    );
+    let emulator = RuntimeEmulator::start(&cargo_lambda);
+    // Emulated: start-up and the first invoke take seconds.
+    let invoke = |event| emulator.invoke(event, Duration::from_secs(300));
     let log_path = dir.path().join("function.log");
     let log = std::fs::File::create(&log_path).unwrap();
     let _function = ChildGroup::spawn(
@@ -195,42 +155,23 @@ async fn the_arm64_bootstrap_runs_precompiled_hooks_under_qemu_and_issues_a_veri
             .arg("-L")
             .arg(ARM64_SYSROOT)
             .arg(&bootstrap)
-            // What Lambda and template.yaml set (the emulator names the function `_`).
             .env_clear()
-            .env(
-                "AWS_LAMBDA_RUNTIME_API",
-                format!("http://127.0.0.1:{port}/.rt"),
-            )
-            .env("AWS_LAMBDA_FUNCTION_NAME", "_")
-            .env("AWS_LAMBDA_FUNCTION_VERSION", "1")
-            .env("AWS_LAMBDA_FUNCTION_MEMORY_SIZE", "512")
-            .env("AWS_REGION", "us-east-1")
+            .envs(emulator.function_env())
             .env("HOME", dir.path())
             .env("TOKENHOOK_MANIFEST", layer.join("manifest.toml"))
             .env("TOKENHOOK_ISSUER", ISSUER)
             .env("TOKENHOOK_HOOK_CACHE", dir.path().join("hook-cache"))
-            .env("AWS_LAMBDA_HTTP_IGNORE_STAGE_IN_PATH", "true")
             .env("RUST_LOG", "info")
             .stdout(log.try_clone().unwrap())
             .stderr(log)
             .stdin(Stdio::null()),
     );
 
-    let direct = invoke(port, fixture("direct_invoke_token.json")).await;
+    let direct = invoke(fixture("direct_invoke_token.json")).await;
     let log = || std::fs::read_to_string(&log_path).unwrap_or_default();
-    let jwks_response = invoke(port, fixture("apigw_http_v2_jwks.json")).await;
+    let jwks_response = invoke(fixture("apigw_http_v2_jwks.json")).await;
     assert_eq!(jwks_response["statusCode"], 200, "{jwks_response}");
-    let body = jwks_response["body"].as_str().expect("body");
-    let jwks: Value = if jwks_response["isBase64Encoded"] == true {
-        serde_json::from_slice(
-            &base64::engine::general_purpose::STANDARD
-                .decode(body)
-                .unwrap(),
-        )
-        .unwrap()
-    } else {
-        serde_json::from_str(body).unwrap()
-    };
+    let jwks = http_body(&jwks_response);
     let token = direct["access_token"]
         .as_str()
         .unwrap_or_else(|| panic!("no token: {direct}\n{}", log()));

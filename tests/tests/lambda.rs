@@ -7,111 +7,36 @@ use std::path::PathBuf;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use base64::Engine;
 use serde_json::Value;
-use tokenhook_tests::{
-    ChildGroup, example_manifest, free_port, jose, python_tool, wait_for_port, workspace_root,
-    write_manifest_in,
-};
+use tokenhook_tests::lambda_emulator::{DIRECT_INVOKE, RuntimeEmulator, fixture, http_body};
+use tokenhook_tests::{ChildGroup, example_manifest, jose, python_tool, write_manifest_in};
 
 const ISSUER: &str = "https://auth.example.com/";
-
-fn fixture(name: &str) -> Vec<u8> {
-    std::fs::read(workspace_root().join("tests/fixtures/lambda").join(name)).unwrap()
-}
-
-async fn invoke(port: u16, event: Vec<u8>) -> Value {
-    let resp = reqwest::Client::new()
-        .post(format!(
-            "http://127.0.0.1:{port}/2015-03-31/functions/_/invocations"
-        ))
-        .body(event)
-        .timeout(Duration::from_secs(120))
-        .send()
-        .await
-        .expect("invoke");
-    assert!(
-        resp.status().is_success(),
-        "invoke status {}",
-        resp.status()
-    );
-    resp.json().await.expect("JSON response")
-}
-
-/// The JSON body of an HTTP-shaped Lambda response.
-fn http_body(response: &Value) -> Value {
-    let body = response["body"].as_str().expect("body");
-    let bytes = if response["isBase64Encoded"] == true {
-        base64::engine::general_purpose::STANDARD
-            .decode(body)
-            .unwrap()
-    } else {
-        body.as_bytes().to_vec()
-    };
-    serde_json::from_slice(&bytes).expect("JSON body")
-}
 
 #[tokio::test(flavor = "multi_thread")]
 async fn every_event_shape_gets_a_verifiable_token_under_the_runtime_emulator() {
     let cargo_lambda = python_tool("cargo-lambda");
     let binary = tokenhook_tests::tokenhook_bin();
     let dir = tempfile::tempdir().unwrap();
-    // Direct invokes are refused unless the manifest enables them; the
-    // fixtures carry `context.ip`, which needs `trust_caller_ip`.
     let manifest: PathBuf = write_manifest_in(
         dir.path(),
-        &format!(
-            "{}\n[direct_invoke]\nenabled = true\ntrust_caller_ip = true\n",
-            example_manifest()
-        ),
+        &format!("{}{DIRECT_INVOKE}", example_manifest()),
     );
-    let port = free_port();
     let started = Instant::now();
-    // The emulator serves only the Lambda APIs (invoke and Runtime API); the
-    // function is this workspace's binary, started below as Lambda starts a
-    // `provided.al2023` bootstrap. `cargo lambda watch` could build and start
-    // it too, but with `-p tokenhook` alone cargo would rebuild every
-    // dependency with other features than the test build's.
-    let _emulator = ChildGroup::spawn(
-        Command::new(&cargo_lambda)
-            .args([
-                "lambda",
-                "watch",
-                "--only-lambda-apis",
-                "--quiet",
-                "-A",
-                "127.0.0.1",
-                "-P",
-                &port.to_string(),
-            ])
-            .current_dir(workspace_root())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .stdin(Stdio::null()),
-    );
-    assert!(
-        wait_for_port(port, Duration::from_secs(60)),
-        "the emulator did not start"
-    );
+    // The function is this workspace's binary. `cargo lambda watch` could
+    // build and start it too, but with `-p tokenhook` alone cargo would
+    // rebuild every dependency with other features than the test build's.
+    let emulator = RuntimeEmulator::start(&cargo_lambda);
+    let invoke = |event| emulator.invoke(event, Duration::from_secs(120));
     let emulator_up = started.elapsed();
     let log = std::fs::File::create(dir.path().join("function.log")).unwrap();
     let spawned = Instant::now();
     let _function = ChildGroup::spawn(
         Command::new(&binary)
-            // What Lambda sets for a function (the emulator names it `_`).
-            .env(
-                "AWS_LAMBDA_RUNTIME_API",
-                format!("http://127.0.0.1:{port}/.rt"),
-            )
-            .env("AWS_LAMBDA_FUNCTION_NAME", "_")
-            .env("AWS_LAMBDA_FUNCTION_VERSION", "1")
-            .env("AWS_LAMBDA_FUNCTION_MEMORY_SIZE", "512")
-            .env("AWS_REGION", "us-east-1")
+            .envs(emulator.function_env())
             .env("TOKENHOOK_MANIFEST", &manifest)
             .env("TOKENHOOK_ISSUER", ISSUER)
             .env("RUST_LOG", "info")
-            // As template.yaml sets it: REST API v1 paths carry the stage.
-            .env("AWS_LAMBDA_HTTP_IGNORE_STAGE_IN_PATH", "true")
             .stdout(log.try_clone().unwrap())
             .stderr(log)
             .stdin(Stdio::null()),
@@ -119,10 +44,10 @@ async fn every_event_shape_gets_a_verifiable_token_under_the_runtime_emulator() 
 
     // Cold start: the first invoke waits for the function's init.
     let first = Instant::now();
-    let direct = invoke(port, fixture("direct_invoke_token.json")).await;
+    let direct = invoke(fixture("direct_invoke_token.json")).await;
     let first_token = first.elapsed();
     let first_token_since_start = spawned.elapsed();
-    let jwks_response = invoke(port, fixture("apigw_http_v2_jwks.json")).await;
+    let jwks_response = invoke(fixture("apigw_http_v2_jwks.json")).await;
     assert_eq!(jwks_response["statusCode"], 200);
     let jwks = http_body(&jwks_response);
     let claims = jose::verify(
@@ -137,7 +62,7 @@ async fn every_event_shape_gets_a_verifiable_token_under_the_runtime_emulator() 
     assert_eq!(direct["token_type"], "Bearer");
 
     let warm = Instant::now();
-    let again = invoke(port, fixture("direct_invoke_token.json")).await;
+    let again = invoke(fixture("direct_invoke_token.json")).await;
     let warm_token = warm.elapsed();
     assert!(again["access_token"].is_string());
 
@@ -146,7 +71,7 @@ async fn every_event_shape_gets_a_verifiable_token_under_the_runtime_emulator() 
         "function_url_token.json",
         "apigw_rest_v1_token.json",
     ] {
-        let response = invoke(port, fixture(name)).await;
+        let response = invoke(fixture(name)).await;
         assert_eq!(response["statusCode"], 200, "{name}: {response}");
         let body = http_body(&response);
         let claims = jose::verify(
@@ -164,13 +89,13 @@ async fn every_event_shape_gets_a_verifiable_token_under_the_runtime_emulator() 
     }
 
     // OAuth errors from a direct invoke are data, not function errors.
-    let unknown = invoke(port, fixture("direct_invoke_unknown_client.json")).await;
+    let unknown = invoke(fixture("direct_invoke_unknown_client.json")).await;
     assert_eq!(unknown["error"], "invalid_client", "{unknown}");
     // The request context's IP reaches the hooks: deny-list refuses 192.0.2.0/24.
-    let denied = invoke(port, fixture("direct_invoke_denied_ip.json")).await;
+    let denied = invoke(fixture("direct_invoke_denied_ip.json")).await;
     assert_eq!(denied["error"], "access_denied", "{denied}");
     // Without an IP, deny-list (which has IP rules) fails closed.
-    let no_ip = invoke(port, fixture("direct_invoke_no_ip.json")).await;
+    let no_ip = invoke(fixture("direct_invoke_no_ip.json")).await;
     assert_eq!(no_ip["error"], "access_denied", "{no_ip}");
 
     let log = std::fs::read_to_string(dir.path().join("function.log")).unwrap_or_default();
