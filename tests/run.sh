@@ -6,7 +6,8 @@ cd "$(dirname "$0")/.."
 
 step() { printf '\n==> %s\n' "$*"; }
 
-step "toolchain"
+# A cold run needs about 8 GB of disk (docs/performance.md, The test run).
+step "toolchain ($(df -h --output=avail . | tail -1 | tr -d ' ') free here)"
 rustup target add wasm32-unknown-unknown >/dev/null
 # tests/tests/arm64.rs builds the Lambda bootstrap for arm64, as `sam build` does.
 rustup target add aarch64-unknown-linux-gnu >/dev/null
@@ -62,3 +63,4 @@ FUZZ_BUILD=dev FUZZ_SECONDS=20 bash tests/fuzz/run.sh
 
 step "disk used by the build"
 du -sh target 2>/dev/null || true
+df -h --output=avail . | tail -1
