@@ -83,6 +83,39 @@ fn runaway_cpu_is_stopped_by_fuel_or_by_the_deadline() {
     );
 }
 
+/// The epoch ticker parks while no hook runs (an idle issuer wakes no CPU)
+/// and a call wakes it: a deadline fires after the clock was parked, and
+/// the clock parks again afterwards.
+#[test]
+fn a_deadline_fires_after_the_epoch_clock_was_parked() {
+    let engine = HookEngine::new(Default::default());
+    let parked = |engine: &HookEngine| {
+        // Bounded wait, not a timing assertion: it parks after IDLE_TICKS ticks.
+        let deadline = std::time::Instant::now() + Duration::from_secs(30);
+        while !engine.epoch_clock_parked() {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "the epoch clock never parked while idle"
+            );
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    };
+    parked(&engine);
+    let deadline_only = Limits {
+        fuel: Limits::CEILING.fuel,
+        timeout: Duration::from_millis(20),
+        ..Limits::default()
+    };
+    assert_contained(
+        &engine,
+        "infinite_loop",
+        deadline_only,
+        FailureKind::Timeout,
+    );
+    parked(&engine);
+    assert_contained(&engine, "start_loop", deadline_only, FailureKind::Timeout);
+}
+
 #[test]
 fn the_start_function_is_under_the_same_limits() {
     let engine = HookEngine::new(Default::default());

@@ -191,6 +191,7 @@ impl HookEngine {
                 engine,
                 exports: Exports::of(&module),
                 pre,
+                clock: self.inner.clock.clone(),
             },
             code,
         ))

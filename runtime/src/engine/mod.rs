@@ -7,7 +7,8 @@
 //! allocator → fuel + epoch deadline (start function included) → alloc, write
 //! event, run → read and parse output. Every failure is a [`HookFailure`].
 //!
-//! One file per stage: `setup` (the wasmtime configuration, the epoch ticker),
+//! One file per stage: `setup` (the wasmtime configuration), `clock` (the
+//! epoch ticker, parked while no hook runs),
 //! `load`, `call` (the call protocol and the one place a call's `Store` is set
 //! up), `classify` (traps and refusals named as [`FailureKind`]s), `limiter`
 //! (per-call state, memory and table caps), `host` (the `tokenhook.log`
@@ -17,6 +18,7 @@
 mod cache;
 mod call;
 mod classify;
+mod clock;
 pub mod failure;
 mod host;
 pub mod inspect;
@@ -32,6 +34,7 @@ use std::sync::{Arc, Mutex};
 use wasmtime::Engine;
 
 pub use call::{HookCall, HookModule, Usage};
+pub use clock::IDLE_TICKS;
 pub use failure::{FailureKind, HookFailure};
 pub use host::{MAX_LOG_LINE_BYTES, MAX_LOG_LINE_RAW_BYTES, MAX_LOG_LINES};
 pub use inspect::ModuleInfo;
@@ -56,6 +59,14 @@ struct Inner {
     fingerprints: Mutex<Vec<(u64, String)>>,
     /// How each named hook was loaded, while someone records (start-up).
     load_log: Mutex<Option<Vec<HookLoad>>>,
+    /// Advances the engines' epochs while calls are in flight.
+    clock: Arc<clock::EpochClock>,
+}
+
+impl Drop for Inner {
+    fn drop(&mut self) {
+        self.clock.stop();
+    }
 }
 
 impl HookEngine {
@@ -68,8 +79,15 @@ impl HookEngine {
             engines: Mutex::new(Vec::new()),
             fingerprints: Mutex::new(Vec::new()),
             load_log: Mutex::new(None),
+            clock: Arc::default(),
         });
-        setup::spawn_epoch_ticker(Arc::downgrade(&inner));
+        clock::EpochClock::start(inner.clock.clone(), Arc::downgrade(&inner));
         HookEngine { inner }
+    }
+
+    /// Whether the epoch ticker is parked: no hook call has been in flight
+    /// for [`clock::IDLE_TICKS`] ticks. A call wakes it before it runs.
+    pub fn epoch_clock_parked(&self) -> bool {
+        self.inner.clock.is_parked()
     }
 }

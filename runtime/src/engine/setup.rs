@@ -1,13 +1,12 @@
 //! Setup: the one wasmtime configuration of every hook engine (pooling
-//! allocator, fuel, epoch interruption, stack cap) and the epoch ticker.
+//! allocator, fuel, epoch interruption, stack cap). The epoch ticker is in
+//! `clock`.
 
 use std::path::PathBuf;
-use std::sync::Weak;
 use std::time::Duration;
 
 use wasmtime::{Config, Enabled, Engine, InstanceAllocationStrategy, PoolingAllocationConfig};
 
-use super::Inner;
 use super::limits::Limits;
 
 /// How often the background thread advances the epoch. Deadlines are exact to
@@ -89,20 +88,4 @@ pub fn engine_config(
         config.target(target)?;
     }
     Ok(config)
-}
-
-/// Advance every engine's epoch each [`EPOCH_TICK`] until the engine is dropped.
-pub(super) fn spawn_epoch_ticker(inner: Weak<Inner>) {
-    std::thread::Builder::new()
-        .name("tokenhook-epoch".into())
-        .spawn(move || {
-            while let Some(inner) = inner.upgrade() {
-                for (_, engine) in inner.engines.lock().expect("engine lock").iter() {
-                    engine.increment_epoch();
-                }
-                drop(inner);
-                std::thread::sleep(EPOCH_TICK);
-            }
-        })
-        .expect("spawn epoch thread");
 }
