@@ -1,6 +1,6 @@
 //! The epoch clock: a thread that advances every engine's epoch each
-//! [`EPOCH_TICK`] while hook calls are in flight, so deadlines fire, and
-//! parks once none has run for [`IDLE_TICKS`] ticks, so an idle issuer (a
+//! [`EPOCH_TICK`] while hook calls run, so deadlines fire, and parks once no
+//! call has started or run for [`IDLE_TICKS`] ticks, so an idle issuer (a
 //! quiet server, a container between bursts) wakes no CPU.
 //!
 //! A call announces itself with [`EpochClock::running`] before its store is
@@ -27,6 +27,9 @@ pub const IDLE_TICKS: u32 = 100;
 #[derive(Default)]
 pub(super) struct EpochClock {
     in_flight: AtomicUsize,
+    /// Calls started, ever (wrapping): a call that began and ended between
+    /// two ticks still counts as activity.
+    started: AtomicUsize,
     parked: AtomicBool,
     stopped: AtomicBool,
     ticker: OnceLock<Thread>,
@@ -46,6 +49,7 @@ impl EpochClock {
     /// was parked.
     pub(super) fn running(&self) -> Running<'_> {
         self.in_flight.fetch_add(1, SeqCst);
+        self.started.fetch_add(1, SeqCst);
         if self.parked.load(SeqCst) {
             self.wake();
         }
@@ -81,18 +85,19 @@ impl EpochClock {
     fn tick_until_dropped(&self, inner: Weak<Inner>) {
         // Known before the ticker can park, so every wake reaches it.
         let _ = self.ticker.set(std::thread::current());
-        let mut idle = 0;
+        let (mut idle, mut seen) = (0, 0);
         loop {
             let Some(inner) = inner.upgrade() else { return };
             for (_, engine) in inner.engines.lock().expect("engine lock").iter() {
                 engine.increment_epoch();
             }
             drop(inner);
-            idle = if self.in_flight.load(SeqCst) == 0 {
-                idle + 1
+            let started = self.started.load(SeqCst);
+            if started == seen && self.in_flight.load(SeqCst) == 0 {
+                idle += 1;
             } else {
-                0
-            };
+                (idle, seen) = (0, started);
+            }
             if idle < IDLE_TICKS {
                 std::thread::sleep(EPOCH_TICK);
                 continue;
