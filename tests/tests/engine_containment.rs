@@ -45,6 +45,15 @@ fn assert_refused(engine: &HookEngine, name: &str, kind: FailureKind, mentions: 
     );
 }
 
+/// Fuel at the host ceiling and a 20 ms deadline: only the deadline stops a loop.
+fn deadline_only() -> Limits {
+    Limits {
+        fuel: Limits::CEILING.fuel,
+        timeout: Duration::from_millis(20),
+        ..Limits::default()
+    }
+}
+
 #[test]
 fn a_correct_minimal_hook_runs_and_logs() {
     let engine = HookEngine::new(Default::default());
@@ -70,17 +79,8 @@ fn runaway_cpu_is_stopped_by_fuel_or_by_the_deadline() {
         Limits::default(),
         FailureKind::OutOfFuel,
     );
-    let deadline_only = Limits {
-        fuel: Limits::CEILING.fuel,
-        timeout: Duration::from_millis(20),
-        ..Limits::default()
-    };
-    assert_contained(
-        &engine,
-        "infinite_loop",
-        deadline_only,
-        FailureKind::Timeout,
-    );
+    let timeout = FailureKind::Timeout;
+    assert_contained(&engine, "infinite_loop", deadline_only(), timeout);
 }
 
 /// The epoch ticker parks while no hook runs (an idle issuer wakes no CPU)
@@ -100,20 +100,10 @@ fn a_deadline_fires_after_the_epoch_clock_was_parked() {
             std::thread::sleep(Duration::from_millis(10));
         }
     };
-    parked(&engine);
-    let deadline_only = Limits {
-        fuel: Limits::CEILING.fuel,
-        timeout: Duration::from_millis(20),
-        ..Limits::default()
-    };
-    assert_contained(
-        &engine,
-        "infinite_loop",
-        deadline_only,
-        FailureKind::Timeout,
-    );
-    parked(&engine);
-    assert_contained(&engine, "start_loop", deadline_only, FailureKind::Timeout);
+    for hook in ["infinite_loop", "start_loop"] {
+        parked(&engine);
+        assert_contained(&engine, hook, deadline_only(), FailureKind::Timeout);
+    }
 }
 
 #[test]
@@ -125,11 +115,7 @@ fn the_start_function_is_under_the_same_limits() {
         Limits::default(),
         FailureKind::OutOfFuel,
     );
-    let deadline_only = Limits {
-        fuel: Limits::CEILING.fuel,
-        timeout: Duration::from_millis(20),
-        ..Limits::default()
-    };
+    let deadline_only = deadline_only();
     assert_contained(&engine, "start_loop", deadline_only, FailureKind::Timeout);
 }
 
