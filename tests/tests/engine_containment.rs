@@ -106,6 +106,20 @@ fn a_deadline_fires_after_the_epoch_clock_was_parked() {
     }
 }
 
+/// A hook keeps its deadline when the engine that loaded it is dropped: the
+/// epoch clock lives as long as any module does.
+#[test]
+fn a_hook_outliving_its_engine_keeps_its_deadline() {
+    let module = {
+        let engine = HookEngine::new(Default::default());
+        engine
+            .load(&read(hostile("infinite_loop")), None, deadline_only())
+            .unwrap()
+    };
+    let failure = module.call(&event()).outcome.expect_err("a loop");
+    assert_eq!(failure.kind, FailureKind::Timeout, "{failure}");
+}
+
 #[test]
 fn the_start_function_is_under_the_same_limits() {
     let engine = HookEngine::new(Default::default());

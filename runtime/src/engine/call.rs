@@ -8,7 +8,6 @@ use serde::Serialize;
 use tokenhook_sdk::wire::{ALLOC_EXPORT, Command, HookOutput, LogLine, MEMORY_EXPORT, RUN_EXPORT};
 use wasmtime::{Engine, Extern, Instance, InstancePre, ModuleExport, Store};
 
-use super::clock::EpochClock;
 use super::failure::{FailureKind, HookFailure};
 use super::inspect::ModuleInfo;
 use super::limiter::CallState;
@@ -22,8 +21,9 @@ pub struct HookModule {
     pub(super) engine: Engine,
     pub(super) pre: InstancePre<CallState>,
     pub(super) exports: Exports,
-    /// Keeps the epoch (and so the deadline) moving while a call runs.
-    pub(super) clock: Arc<EpochClock>,
+    /// The engine's shared state, kept alive by every module loaded from it:
+    /// its epoch clock (so a call's deadline holds) lives as long as any hook.
+    pub(super) owner: Arc<super::Inner>,
 }
 
 /// The contract's exports, resolved once at load: a call reaches them by
@@ -74,7 +74,7 @@ impl HookModule {
     /// Run the hook on one event (JSON) in a fresh instance.
     pub fn call(&self, event_json: &[u8]) -> HookCall {
         let started = Instant::now();
-        let _running = self.clock.running();
+        let _running = self.owner.clock.running();
         let mut store = self.new_store();
         let outcome = self.run(&mut store, event_json);
         let fuel_left = store.get_fuel().unwrap_or(0);
@@ -100,7 +100,7 @@ impl HookModule {
     /// Create (and drop) a fresh instance without calling the hook: the fixed
     /// cost of every call, for benchmarks and readiness checks.
     pub fn instantiate_only(&self) -> Result<(), HookFailure> {
-        let _running = self.clock.running();
+        let _running = self.owner.clock.running();
         let mut store = self.new_store();
         self.instantiate(&mut store)?;
         Ok(())

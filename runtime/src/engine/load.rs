@@ -191,7 +191,7 @@ impl HookEngine {
                 engine,
                 exports: Exports::of(&module),
                 pre,
-                clock: self.inner.clock.clone(),
+                owner: self.inner.clone(),
             },
             code,
         ))
