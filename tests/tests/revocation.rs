@@ -710,19 +710,24 @@ async fn concurrent_cli_writes_lose_nothing(backend: Backend) {
     let adds: Vec<_> = (0..2)
         .map(|_| spawn_cli(&backend, &manifest, &["clients", "add", "race"]))
         .collect();
-    let codes: Vec<Option<i32>> = adds
+    let outs: Vec<_> = adds
         .into_iter()
-        .map(|c| c.wait_with_output().unwrap().status.code())
+        .map(|c| c.wait_with_output().unwrap())
+        .collect();
+    let codes: Vec<Option<i32>> = outs.iter().map(|o| o.status.code()).collect();
+    let stderr: Vec<_> = outs
+        .iter()
+        .map(|o| String::from_utf8_lossy(&o.stderr))
         .collect();
     assert_eq!(
         codes.iter().filter(|c| **c == Some(0)).count(),
         1,
-        "{codes:?}"
+        "{codes:?} {stderr:?}"
     );
     assert_eq!(
         codes.iter().filter(|c| **c == Some(3)).count(),
         1,
-        "{codes:?}"
+        "{codes:?} {stderr:?}"
     );
 
     // Four rotations at once: each is applied on top of the one before

@@ -69,8 +69,7 @@ impl SqliteStore {
         let conn = Connection::open(path).map_err(|e| fail("cannot open", &e))?;
         conn.busy_timeout(BUSY_TIMEOUT)
             .map_err(|e| fail("cannot configure", &e))?;
-        conn.pragma_update(None, "journal_mode", "WAL")
-            .map_err(|e| fail("cannot use WAL in", &e))?;
+        use_wal(&conn).map_err(|e| fail("cannot use WAL in", &e))?;
         conn.execute_batch(SCHEMA)
             .map_err(|e| fail("cannot create the tables of", &e))?;
         Ok(SqliteStore {
@@ -94,6 +93,29 @@ impl SqliteStore {
             .await
             .map_err(|e| StoreError::Unavailable(format!("store task failed: {e}")))?
         })
+    }
+}
+
+/// Switch the file to WAL (a setting kept in the file). Two processes that
+/// open a new store at once both try; SQLite answers the loser `SQLITE_BUSY`
+/// at once, without its busy handler, so this retries within
+/// [`BUSY_TIMEOUT`] until the file is in WAL mode.
+fn use_wal(conn: &Connection) -> Result<(), String> {
+    let deadline = std::time::Instant::now() + BUSY_TIMEOUT;
+    loop {
+        let tried = conn
+            .pragma_update_and_check(None, "journal_mode", "WAL", |row| row.get::<_, String>(0));
+        match tried {
+            Ok(mode) if mode.eq_ignore_ascii_case("wal") => return Ok(()),
+            Err(e)
+                if e.sqlite_error_code() == Some(rusqlite::ErrorCode::DatabaseBusy)
+                    && std::time::Instant::now() < deadline =>
+            {
+                std::thread::sleep(Duration::from_millis(5));
+            }
+            Ok(mode) => return Err(format!("the journal mode stayed `{mode}`")),
+            Err(e) => return Err(e.to_string()),
+        }
     }
 }
 
