@@ -219,6 +219,13 @@ impl Issuer {
         let token = self
             .run_hooks(&client, target, &req.request_id, &req.context, None)
             .await?;
+        // Phase grouping: under load several requests are ready at once, and
+        // yielding here lets each of them get this far before any signs. The
+        // hooks of all ready requests then run back to back (wasmtime's paths,
+        // the guests' code and slots stay in cache), then all the signing and
+        // responses. One scheduler round trip when idle; under load +30 % tokens/s
+        // with three hooks, +10 % without (docs/performance.md, Phase grouping).
+        tokio::task::yield_now().await;
         // 6. Sign.
         self.sign(&client.id, api, token).await
     }
