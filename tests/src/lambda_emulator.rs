@@ -115,3 +115,7 @@ pub fn http_body(response: &Value) -> Value {
 /// are refused unless enabled, and the fixtures carry `context.ip`, which
 /// needs `trust_caller_ip`.
 pub const DIRECT_INVOKE: &str = "\n[direct_invoke]\nenabled = true\ntrust_caller_ip = true\n";
+
+/// The issuer the Lambda tests give the function (in `TOKENHOOK_ISSUER`, the
+/// variable `template.yaml` sets) and verify its tokens against.
+pub const LAMBDA_ISSUER: &str = "https://auth.example.com/";

@@ -17,13 +17,14 @@ use std::process::{Command, Stdio};
 use std::time::Duration;
 
 use serde_json::Value;
-use tokenhook_tests::lambda_emulator::{DIRECT_INVOKE, RuntimeEmulator, fixture, http_body};
+use tokenhook_tests::lambda_emulator::{
+    DIRECT_INVOKE, LAMBDA_ISSUER as ISSUER, RuntimeEmulator, fixture, http_body,
+};
 use tokenhook_tests::{
     ChildGroup, example_manifest, jose, python_tool, tokenhook_bin, without_test_cargo_env,
     workspace_root, write_manifest_in,
 };
 
-const ISSUER: &str = "https://auth.example.com/";
 const TARGET: &str = "aarch64-unknown-linux-gnu";
 /// Where Debian's libc6-arm64-cross puts the arm64 dynamic loader and glibc.
 const ARM64_SYSROOT: &str = "/usr/aarch64-linux-gnu";

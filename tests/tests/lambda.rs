@@ -8,10 +8,10 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
-use tokenhook_tests::lambda_emulator::{DIRECT_INVOKE, RuntimeEmulator, fixture, http_body};
+use tokenhook_tests::lambda_emulator::{
+    DIRECT_INVOKE, LAMBDA_ISSUER as ISSUER, RuntimeEmulator, fixture, http_body,
+};
 use tokenhook_tests::{ChildGroup, example_manifest, jose, python_tool, write_manifest_in};
-
-const ISSUER: &str = "https://auth.example.com/";
 
 #[tokio::test(flavor = "multi_thread")]
 async fn every_event_shape_gets_a_verifiable_token_under_the_runtime_emulator() {
