@@ -24,6 +24,13 @@
 //! - `TOKENHOOK_BIN_B`: a second binary for an A/B in one run: each hook
 //!   configuration also runs with it (marked `B`), right after the first, and
 //!   its ratios are against the same sign-only baseline (of `TOKENHOOK_BIN`);
+//! - `TOKENHOOK_HOOKS_B`: a directory with other builds of the example hooks
+//!   (the same file names, e.g. hooks built against a changed SDK: `cargo
+//!   build --target wasm32-unknown-unknown --profile hook --target-dir T -p
+//!   tenant-claims -p scope-policy -p deny-list`, then
+//!   `T/wasm32-unknown-unknown/hook`): each hook configuration also runs with
+//!   those modules (marked `, hooks B`) on `TOKENHOOK_BIN`, right after the
+//!   first, against the same sign-only baseline;
 //! - `TOKENHOOK_LOAD_REPEATS` (default 1): the whole sequence this many times,
 //!   each repeat reported on its own (the machine is shared: read the range).
 //!
@@ -46,9 +53,13 @@ struct Report {
 }
 
 /// `examples/manifest.toml` with the demo client's argon2 hash replaced by a
-/// `sha256:` one and only the first `hooks` hooks kept.
-fn manifest(hooks: usize) -> String {
-    let text = example_manifest();
+/// `sha256:` one and only the first `hooks` hooks kept, their modules from
+/// `hooks_dir` if given (else from `cargo hooks`).
+fn manifest(hooks: usize, hooks_dir: Option<&Path>) -> String {
+    let mut text = example_manifest();
+    if let Some(dir) = hooks_dir {
+        text = text.replace("{hooks}", &dir.display().to_string());
+    }
     let argon = text
         .lines()
         .find(|l| l.starts_with("secret_hash = \"$argon2"))
@@ -68,9 +79,15 @@ fn manifest(hooks: usize) -> String {
     out
 }
 
-fn run(name: String, hooks: usize, bin: &Path, cpus: (usize, usize)) -> Report {
+fn run(
+    name: String,
+    hooks: usize,
+    bin: &Path,
+    hooks_dir: Option<&Path>,
+    cpus: (usize, usize),
+) -> Report {
     let dir = tempfile::tempdir().unwrap();
-    let manifest_path = write_manifest_in(dir.path(), &manifest(hooks));
+    let manifest_path = write_manifest_in(dir.path(), &manifest(hooks, hooks_dir));
     let log_path = dir.path().join("server.log");
     let (server, addr) = serve_pinned(bin, &manifest_path, cpus.0, &log_path, "info");
     let url = format!("http://{addr}/oauth/token");
@@ -119,6 +136,7 @@ fn run(name: String, hooks: usize, bin: &Path, cpus: (usize, usize)) -> Report {
 fn main() {
     let bin = release_bin();
     let bin_b = std::env::var_os("TOKENHOOK_BIN_B").map(std::path::PathBuf::from);
+    let hooks_b = std::env::var_os("TOKENHOOK_HOOKS_B").map(std::path::PathBuf::from);
     let pinned = pinned_pair();
     let configs = std::env::var("TOKENHOOK_LOAD_CONFIGS").unwrap_or("sign,three,four".into());
     println!(
@@ -131,6 +149,9 @@ fn main() {
     if let Some(b) = &bin_b {
         println!("A: {}\nB: {}", bin.display(), b.display());
     }
+    if let Some(dir) = &hooks_b {
+        println!("hooks B: {}", dir.display());
+    }
     for repeat in 1..=env_or("TOKENHOOK_LOAD_REPEATS", 1u32) {
         println!("-- run {repeat}");
         let mut reports = Vec::new();
@@ -142,12 +163,15 @@ fn main() {
             if !configs.split(',').any(|c| c.trim() == key) {
                 continue;
             }
-            let mut variants = vec![(name.to_string(), &bin)];
+            let mut variants = vec![(name.to_string(), &bin, None)];
             if let Some(b) = bin_b.as_ref().filter(|_| hooks > 0) {
-                variants.push((format!("{name} B"), b));
+                variants.push((format!("{name} B"), b, None));
             }
-            for (name, bin) in variants {
-                let report = run(name, hooks, bin, pinned);
+            if let Some(dir) = hooks_b.as_deref().filter(|_| hooks > 0) {
+                variants.push((format!("{name}, hooks B"), &bin, Some(dir)));
+            }
+            for (name, bin, hooks_dir) in variants {
+                let report = run(name, hooks, bin, hooks_dir, pinned);
                 println!(
                     "{:24} {:8.0} tokens/s, p50 {:6.2} ms, p99 {:6.2} ms",
                     report.name, report.rate, report.p50_ms, report.p99_ms
