@@ -27,7 +27,7 @@
 //! - `TOKENHOOK_HOOKS_B`: a directory with other builds of the example hooks
 //!   (the same file names, e.g. hooks built against a changed SDK: `cargo
 //!   build --target wasm32-unknown-unknown --profile hook --target-dir T -p
-//!   tenant-claims -p scope-policy -p deny-list`, then
+//!   tenant-claims -p scope-policy -p deny-list -p signed-claim`, then
 //!   `T/wasm32-unknown-unknown/hook`): each hook configuration also runs with
 //!   those modules (marked `, hooks B`) on `TOKENHOOK_BIN`, right after the
 //!   first, against the same sign-only baseline;
