@@ -2,8 +2,8 @@
 //! Everything here is called by code that [`export_hook!`](crate::export_hook)
 //! generates; hook authors never call it directly.
 
-use crate::Decision;
 use crate::wire::{Event, HookError, HookOutput, LogLevel};
+use crate::{Decision, EventView};
 
 #[cfg(target_arch = "wasm32")]
 #[link(wasm_import_module = "tokenhook")]
@@ -35,15 +35,32 @@ pub fn alloc(len: usize) -> *mut u8 {
 
 /// Run `hook` on the event JSON in `input` and return the output JSON.
 pub fn run_json(input: &[u8], hook: impl FnOnce(&Event) -> Result<Decision, HookError>) -> Vec<u8> {
-    let output = match crate::reader::read_event(input) {
-        Ok(event) => {
-            let result = hook(&event);
-            discard(event);
-            match result {
-                Ok(decision) => HookOutput::Commands(decision.into_commands()),
-                Err(err) => HookOutput::Error(err),
-            }
-        }
+    respond(crate::reader::read_event(input).map(|event| {
+        let result = hook(&event);
+        discard(event);
+        result
+    }))
+}
+
+/// [`run_json`] for a hook that takes the event as an [`EventView`].
+pub fn run_json_view(
+    input: &[u8],
+    hook: impl FnOnce(&EventView<'_>) -> Result<Decision, HookError>,
+) -> Vec<u8> {
+    respond(EventView::read(input).map(|event| {
+        let result = hook(&event);
+        discard(event);
+        result
+    }))
+}
+
+/// The output JSON for a hook's result, or for an event it could not read.
+fn respond(
+    result: Result<Result<Decision, HookError>, crate::reader::ReadError>,
+) -> Vec<u8> {
+    let output = match result {
+        Ok(Ok(decision)) => HookOutput::Commands(decision.into_commands()),
+        Ok(Err(err)) => HookOutput::Error(err),
         Err(err) => HookOutput::Error(HookError::new(format!("cannot read event: {err}"))),
     };
     let json = crate::writer::write_output(&output);
@@ -72,10 +89,33 @@ pub unsafe fn run(
     len: usize,
     hook: impl FnOnce(&Event) -> Result<Decision, HookError>,
 ) -> u64 {
+    // SAFETY: guaranteed by the caller.
+    unsafe { exchange(ptr, len, |input| run_json(input, hook)) }
+}
+
+/// [`run`] for a hook that takes the event as an [`EventView`].
+///
+/// # Safety
+/// As for [`run`].
+pub unsafe fn run_view(
+    ptr: *const u8,
+    len: usize,
+    hook: impl FnOnce(&EventView<'_>) -> Result<Decision, HookError>,
+) -> u64 {
+    // SAFETY: guaranteed by the caller.
+    unsafe { exchange(ptr, len, |input| run_json_view(input, hook)) }
+}
+
+/// The memory side of `tokenhook_run`: the event in, the output left in
+/// memory, `(out_ptr << 32) | out_len` back.
+///
+/// # Safety
+/// As for [`run`].
+unsafe fn exchange(ptr: *const u8, len: usize, run: impl FnOnce(&[u8]) -> Vec<u8>) -> u64 {
     install_panic_logger();
     // SAFETY: guaranteed by the caller (the host, following the contract).
     let input = unsafe { std::slice::from_raw_parts(ptr, len) };
-    let output = run_json(input, hook).into_boxed_slice();
+    let output = run(input).into_boxed_slice();
     let out_len = output.len() as u64;
     let out_ptr = Box::into_raw(output) as *mut u8 as usize as u64;
     (out_ptr << 32) | out_len
@@ -126,10 +166,31 @@ pub mod parts {
 /// ```ignore
 /// export_hook!(my_hook, reads = [client, token, config]);
 /// ```
+///
+/// A hook that takes the event as a borrowed [`EventView`](crate::EventView)
+/// (`fn(&EventView) -> Result<Decision, HookError>`) is exported with `view:`
+/// before its name; `reads` works the same:
+///
+/// ```ignore
+/// export_hook!(view: my_hook, reads = [client, token, config]);
+/// ```
 #[macro_export]
 macro_rules! export_hook {
+    (view: $hook:path, reads = [$($part:ident),+ $(,)?]) => {
+        $crate::export_hook!(@exports run_view, $hook);
+        $crate::export_hook!(@reads $($part),+);
+    };
+    (view: $hook:path) => {
+        $crate::export_hook!(@exports run_view, $hook);
+    };
     ($hook:path, reads = [$($part:ident),+ $(,)?]) => {
-        $crate::export_hook!($hook);
+        $crate::export_hook!(@exports run, $hook);
+        $crate::export_hook!(@reads $($part),+);
+    };
+    ($hook:path) => {
+        $crate::export_hook!(@exports run, $hook);
+    };
+    (@reads $($part:ident),+) => {
         const _: () = {
             $(let _: () = $crate::guest::parts::$part;)+
         };
@@ -140,7 +201,7 @@ macro_rules! export_hook {
             pub extern "C" fn tokenhook_reads() {}
         };
     };
-    ($hook:path) => {
+    (@exports $runner:ident, $hook:path) => {
         #[cfg(target_arch = "wasm32")]
         const _: () = {
             #[unsafe(no_mangle)]
@@ -154,7 +215,7 @@ macro_rules! export_hook {
             #[unsafe(no_mangle)]
             pub unsafe extern "C" fn tokenhook_run(ptr: i32, len: i32) -> i64 {
                 // SAFETY: the host calls this per contract v1, after tokenhook_alloc.
-                unsafe { $crate::guest::run(ptr as usize as *const u8, len as usize, $hook) as i64 }
+                unsafe { $crate::guest::$runner(ptr as usize as *const u8, len as usize, $hook) as i64 }
             }
         };
     };

@@ -32,10 +32,12 @@ mod decision;
 pub mod guest;
 mod reader;
 pub mod testing;
+pub mod view;
 pub mod wire;
 mod writer;
 
 pub use decision::Decision;
+pub use view::EventView;
 
 /// Hooks allocate with a bump allocator: each call's instance is discarded.
 #[cfg(target_arch = "wasm32")]

@@ -31,13 +31,13 @@ use crate::wire::{Api, Client, Event, RequestContext, Secrets, TokenState, Trigg
 /// serde_json's nesting limit, kept so a value refused there is refused here:
 /// at most 127 arrays and objects nested, counted from the event object
 /// itself (serde starts with 128 levels and fails on reaching 0).
-const MAX_DEPTH: u32 = 127;
+pub(crate) const MAX_DEPTH: u32 = 127;
 
 /// Why the event could not be read, and where.
 #[derive(Debug)]
 pub struct ReadError {
-    what: &'static str,
-    at: usize,
+    pub(crate) what: &'static str,
+    pub(crate) at: usize,
 }
 
 impl std::fmt::Display for ReadError {
@@ -46,7 +46,7 @@ impl std::fmt::Display for ReadError {
     }
 }
 
-type Result<T> = std::result::Result<T, ReadError>;
+pub(crate) type Result<T> = std::result::Result<T, ReadError>;
 
 /// Read the event JSON in `input` (missing members take their defaults,
 /// unknown members are skipped).
@@ -90,26 +90,26 @@ fn trigger_named(name: &str, at: usize) -> Result<Trigger> {
     }
 }
 
-struct Reader<'a> {
-    bytes: &'a [u8],
-    pos: usize,
+pub(crate) struct Reader<'a> {
+    pub(crate) bytes: &'a [u8],
+    pub(crate) pos: usize,
 }
 
 /// A string as read: borrowed from the input unless it had escapes.
-enum Str<'a> {
+pub(crate) enum Str<'a> {
     Borrowed(&'a str),
     Owned(String),
 }
 
 impl Str<'_> {
-    fn as_str(&self) -> &str {
+    pub(crate) fn as_str(&self) -> &str {
         match self {
             Str::Borrowed(s) => s,
             Str::Owned(s) => s,
         }
     }
 
-    fn into_string(self) -> String {
+    pub(crate) fn into_string(self) -> String {
         match self {
             Str::Borrowed(s) => s.to_owned(),
             Str::Owned(s) => s,
@@ -118,12 +118,12 @@ impl Str<'_> {
 }
 
 impl<'a> Reader<'a> {
-    fn err(&self, what: &'static str) -> ReadError {
+    pub(crate) fn err(&self, what: &'static str) -> ReadError {
         ReadError { what, at: self.pos }
     }
 
     #[inline(always)]
-    fn ws(&mut self) {
+    pub(crate) fn ws(&mut self) {
         while let Some(b' ' | b'\n' | b'\t' | b'\r') = self.bytes.get(self.pos) {
             self.pos += 1;
         }
@@ -131,7 +131,7 @@ impl<'a> Reader<'a> {
 
     /// The next significant byte, not consumed.
     #[inline(always)]
-    fn peek(&mut self) -> Result<u8> {
+    pub(crate) fn peek(&mut self) -> Result<u8> {
         self.ws();
         self.bytes
             .get(self.pos)
@@ -140,7 +140,7 @@ impl<'a> Reader<'a> {
     }
 
     #[inline(always)]
-    fn expect(&mut self, byte: u8, what: &'static str) -> Result<()> {
+    pub(crate) fn expect(&mut self, byte: u8, what: &'static str) -> Result<()> {
         if self.peek()? == byte {
             self.pos += 1;
             Ok(())
@@ -151,7 +151,17 @@ impl<'a> Reader<'a> {
 
     /// An object: `member` is called with each key, positioned at its value,
     /// and must consume the value.
-    fn object(&mut self, mut member: impl FnMut(&mut Self, &str) -> Result<()>) -> Result<()> {
+    pub(crate) fn object(&mut self, mut member: impl FnMut(&mut Self, &str) -> Result<()>) -> Result<()> {
+        self.object_keys(|r, key| member(r, key.as_str()))
+    }
+
+    /// [`Reader::object`], with each key as read (borrowed from the input
+    /// unless it had escapes), for callers that keep the keys.
+    #[inline(always)]
+    pub(crate) fn object_keys(
+        &mut self,
+        mut member: impl FnMut(&mut Self, Str<'a>) -> Result<()>,
+    ) -> Result<()> {
         self.expect(b'{', "expected an object")?;
         if self.peek()? == b'}' {
             self.pos += 1;
@@ -163,7 +173,7 @@ impl<'a> Reader<'a> {
             }
             let key = self.str()?;
             self.expect(b':', "expected `:`")?;
-            member(self, key.as_str())?;
+            member(self, key)?;
             match self.peek()? {
                 b',' => self.pos += 1,
                 b'}' => {
@@ -176,7 +186,7 @@ impl<'a> Reader<'a> {
     }
 
     /// An array: `element` is called positioned at each element.
-    fn array(&mut self, mut element: impl FnMut(&mut Self) -> Result<()>) -> Result<()> {
+    pub(crate) fn array(&mut self, mut element: impl FnMut(&mut Self) -> Result<()>) -> Result<()> {
         self.expect(b'[', "expected an array")?;
         if self.peek()? == b']' {
             self.pos += 1;
@@ -199,7 +209,7 @@ impl<'a> Reader<'a> {
     /// line: in wasm every call and every value passed through memory costs
     /// fuel, and this runs for every string of the event.
     #[inline(always)]
-    fn str(&mut self) -> Result<Str<'a>> {
+    pub(crate) fn str(&mut self) -> Result<Str<'a>> {
         self.expect(b'"', "expected a string")?;
         let start = self.pos;
         // The common case: no escape, the string is a slice of the input.
@@ -380,7 +390,7 @@ impl<'a> Reader<'a> {
         Ok(out)
     }
 
-    fn literal(&mut self, word: &'static [u8]) -> Result<()> {
+    pub(crate) fn literal(&mut self, word: &'static [u8]) -> Result<()> {
         if self.bytes.get(self.pos..self.pos + word.len()) == Some(word) {
             self.pos += word.len();
             Ok(())
@@ -390,7 +400,7 @@ impl<'a> Reader<'a> {
     }
 
     /// The extent of a number, checked against JSON's grammar.
-    fn number_text(&mut self) -> Result<&'a str> {
+    pub(crate) fn number_text(&mut self) -> Result<&'a str> {
         let start = self.pos;
         let digits = |r: &mut Self| {
             let from = r.pos;
@@ -428,7 +438,7 @@ impl<'a> Reader<'a> {
         Ok(unsafe { std::str::from_utf8_unchecked(&self.bytes[start..self.pos]) })
     }
 
-    fn u32(&mut self) -> Result<u32> {
+    pub(crate) fn u32(&mut self) -> Result<u32> {
         self.peek()?;
         let at = self.pos;
         let text = self.number_text()?;
@@ -438,7 +448,7 @@ impl<'a> Reader<'a> {
         })
     }
 
-    fn trigger(&mut self) -> Result<Trigger> {
+    pub(crate) fn trigger(&mut self) -> Result<Trigger> {
         let at = self.pos;
         match self.str() {
             Ok(name) => trigger_named(name.as_str(), at),
@@ -576,7 +586,7 @@ impl<'a> Reader<'a> {
         Ok(map)
     }
 
-    fn deeper(&self, depth: u32) -> Result<u32> {
+    pub(crate) fn deeper(&self, depth: u32) -> Result<u32> {
         if depth >= MAX_DEPTH {
             Err(self.err("recursion limit exceeded"))
         } else {

@@ -41,6 +41,18 @@ pub fn run_through_json(
     serde_json::from_slice(&output).expect("hook output is valid JSON")
 }
 
+/// Run a hook written against [`EventView`](crate::EventView) on `event`, the
+/// way the wasm export runs it: the event serialized as the host writes it,
+/// read as a view, the output through JSON.
+pub fn run_view_through_json(
+    hook: impl FnOnce(&crate::EventView<'_>) -> Result<Decision, HookError>,
+    event: &Event,
+) -> HookOutput {
+    let input = serde_json::to_vec(event).expect("event serializes");
+    let output = crate::guest::run_json_view(&input, hook);
+    serde_json::from_slice(&output).expect("hook output is valid JSON")
+}
+
 /// Builds an [`Event`] with sensible defaults: client `test-client`, API
 /// `https://api.example.com` with scopes `read:orders write:orders`, all granted.
 pub struct EventBuilder {
