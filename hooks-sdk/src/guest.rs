@@ -55,9 +55,7 @@ pub fn run_json_view(
 }
 
 /// The output JSON for a hook's result, or for an event it could not read.
-fn respond(
-    result: Result<Result<Decision, HookError>, crate::reader::ReadError>,
-) -> Vec<u8> {
+fn respond(result: Result<Result<Decision, HookError>, crate::reader::ReadError>) -> Vec<u8> {
     let output = match result {
         Ok(Ok(decision)) => HookOutput::Commands(decision.into_commands()),
         Ok(Err(err)) => HookOutput::Error(err),

@@ -67,6 +67,6 @@ pub mod prelude {
     pub use crate::export_hook;
     pub use crate::testing;
     pub use crate::wire::{Command, DenyCode, Event, HookError, LogLevel};
-    pub use crate::{Decision, log};
+    pub use crate::{Decision, EventView, log};
     pub use serde_json::{Value, json};
 }

@@ -151,7 +151,10 @@ impl<'a> Reader<'a> {
 
     /// An object: `member` is called with each key, positioned at its value,
     /// and must consume the value.
-    pub(crate) fn object(&mut self, mut member: impl FnMut(&mut Self, &str) -> Result<()>) -> Result<()> {
+    pub(crate) fn object(
+        &mut self,
+        mut member: impl FnMut(&mut Self, &str) -> Result<()>,
+    ) -> Result<()> {
         self.object_keys(|r, key| member(r, key.as_str()))
     }
 

@@ -41,6 +41,15 @@ pub fn run_through_json(
     serde_json::from_slice(&output).expect("hook output is valid JSON")
 }
 
+/// Call `f` with `event` as the [`EventView`](crate::EventView) a hook gets:
+/// serialized as the host writes it, then read. For unit tests of hooks that
+/// take the view: `testing::with_view(&event, my_hook)`.
+pub fn with_view<R>(event: &Event, f: impl FnOnce(&crate::EventView<'_>) -> R) -> R {
+    let input = serde_json::to_vec(event).expect("event serializes");
+    let view = crate::EventView::read(&input).expect("the view reads what the host writes");
+    f(&view)
+}
+
 /// Run a hook written against [`EventView`](crate::EventView) on `event`, the
 /// way the wasm export runs it: the event serialized as the host writes it,
 /// read as a view, the output through JSON.

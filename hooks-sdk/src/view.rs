@@ -100,7 +100,11 @@ pub struct Pairs<'a>(pub Vec<(Text<'a>, Text<'a>)>);
 
 impl<'a> Pairs<'a> {
     pub fn get(&self, key: &str) -> Option<&str> {
-        self.0.iter().rev().find(|(k, _)| k == key).map(|(_, v)| &**v)
+        self.0
+            .iter()
+            .rev()
+            .find(|(k, _)| k == key)
+            .map(|(_, v)| &**v)
     }
 
     pub fn iter(&self) -> impl Iterator<Item = (&str, &str)> {
@@ -128,7 +132,9 @@ impl SecretsView<'_> {
 
 impl fmt::Debug for SecretsView<'_> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_set().entries(self.0.0.iter().map(|(k, _)| k)).finish()
+        f.debug_set()
+            .entries(self.0.0.iter().map(|(k, _)| k))
+            .finish()
     }
 }
 
@@ -156,7 +162,8 @@ impl<'a> Json<'a> {
     /// Deserialize into the hook's own type; it may borrow strings from the
     /// event (`&'a str` fields) where the host wrote them without escapes.
     pub fn parse<T: Deserialize<'a>>(&self) -> std::result::Result<T, HookError> {
-        serde_json::from_str(self.0).map_err(|e| HookError::new(format!("invalid hook config: {e}")))
+        serde_json::from_str(self.0)
+            .map_err(|e| HookError::new(format!("invalid hook config: {e}")))
     }
 
     /// The value as a [`Value`] (allocates the whole tree).
@@ -214,7 +221,11 @@ impl<'a> EventView<'a> {
     pub fn to_event(&self) -> Event {
         let string = |t: &Text<'_>| t.to_string();
         let strings = |v: &[Text<'_>]| v.iter().map(string).collect();
-        let map = |p: &Pairs<'_>| p.iter().map(|(k, v)| (k.to_owned(), v.to_owned())).collect();
+        let map = |p: &Pairs<'_>| {
+            p.iter()
+                .map(|(k, v)| (k.to_owned(), v.to_owned()))
+                .collect()
+        };
         Event {
             version: self.version,
             trigger: self.trigger,
@@ -397,10 +408,13 @@ fn check_value(r: &mut Reader<'_>, depth: u32) -> Result<()> {
         b'-' | b'0'..=b'9' => {
             let at = r.pos;
             // serde_json's own parser decides what is in range.
-            r.number_text()?.parse::<Number>().map(drop).map_err(|_| ReadError {
-                what: "number out of range",
-                at,
-            })
+            r.number_text()?
+                .parse::<Number>()
+                .map(drop)
+                .map_err(|_| ReadError {
+                    what: "number out of range",
+                    at,
+                })
         }
         _ => Err(r.err("expected a JSON value")),
     }
@@ -438,7 +452,10 @@ mod tests {
             .client_metadata("plan", "free")
             .requested_scopes(["read:orders"])
             .scopes(["read:orders", "write:orders"])
-            .claim("https://x/n", json!([1, -2, 3.5, 1e300, 0.1, {"a": [null, true]}]))
+            .claim(
+                "https://x/n",
+                json!([1, -2, 3.5, 1e300, 0.1, {"a": [null, true]}]),
+            )
             .ip("192.0.2.7")
             .user_agent("curl/8")
             .config(json!({"clients": ["x"], "n": 7, "nested": {"deep": [1, 2]}}))
@@ -460,7 +477,10 @@ mod tests {
         assert_eq!(view.client.metadata.get("plan"), Some("free"));
         assert_eq!(view.secret("hmac").unwrap(), "s3cr\u{e9}t");
         assert!(view.secret("other").is_err());
-        assert!(!format!("{view:?}").contains("s3cr"), "Debug shows no secret");
+        assert!(
+            !format!("{view:?}").contains("s3cr"),
+            "Debug shows no secret"
+        );
     }
 
     #[test]
@@ -476,7 +496,11 @@ mod tests {
         let config: Config<'_> = view.config_as().unwrap();
         assert_eq!((config.clients, config.n), (vec!["x"], 7));
         let err = view.config_as::<Vec<u8>>().unwrap_err();
-        assert!(err.message.starts_with("invalid hook config: "), "{}", err.message);
+        assert!(
+            err.message.starts_with("invalid hook config: "),
+            "{}",
+            err.message
+        );
         assert!(EventView::default().config.is_null());
     }
 
@@ -502,7 +526,11 @@ mod tests {
             b"{\"client\": {\"id\": \"a\", \"metadata\": {\"k\": \"1\", \"k\": \"2\"}}}",
         )
         .unwrap();
-        assert_eq!(view.client.metadata.get("k"), Some("2"), "the last duplicate wins");
+        assert_eq!(
+            view.client.metadata.get("k"),
+            Some("2"),
+            "the last duplicate wins"
+        );
     }
 
     #[test]
@@ -512,7 +540,11 @@ mod tests {
                 let mut text = format!("{{\"{place}\": ");
                 text.push_str(&"[".repeat(depth));
                 text.push_str(&"]".repeat(depth));
-                text.push_str(if place.starts_with("token") { "}}}" } else { "}" });
+                text.push_str(if place.starts_with("token") {
+                    "}}}"
+                } else {
+                    "}"
+                });
                 agree(text.as_bytes());
             }
         }

@@ -11,6 +11,7 @@
 //! would make them optional (fail closed). With client rules only, no IP is
 //! needed. A config that cannot be read fails the hook (fail closed).
 
+use std::borrow::Cow;
 use std::net::IpAddr;
 
 use serde::Deserialize;
@@ -18,16 +19,15 @@ use tokenhook_sdk::prelude::*;
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct Config {
-    #[serde(default)]
-    pub clients: Vec<String>,
-    #[serde(default)]
-    pub ips: Vec<String>,
-    #[serde(default)]
-    pub description: Option<String>,
+pub struct Config<'a> {
+    #[serde(default, borrow)]
+    pub clients: Vec<Cow<'a, str>>,
+    #[serde(default, borrow)]
+    pub ips: Vec<Cow<'a, str>>,
+    #[serde(default, borrow)]
+    pub description: Option<Cow<'a, str>>,
 }
 
-/// An address or a CIDR range.
 #[derive(Debug, PartialEq)]
 pub struct Net {
     addr: IpAddr,
@@ -76,13 +76,14 @@ impl Net {
     }
 }
 
-pub fn deny_list(event: &Event) -> Result<Decision, HookError> {
+/// Takes the event as a borrowed view: nothing of it is copied.
+pub fn deny_list(event: &EventView<'_>) -> Result<Decision, HookError> {
     if event.config.is_null() {
         return Err(HookError::new(
             "deny-list needs a config with `clients` and/or `ips`",
         ));
     }
-    let config: Config = event.config_as()?;
+    let config: Config<'_> = event.config_as()?;
     let nets = config
         .ips
         .iter()
@@ -125,12 +126,16 @@ pub fn deny_list(event: &Event) -> Result<Decision, HookError> {
     Ok(decision)
 }
 
-export_hook!(deny_list, reads = [client, context, config]);
+export_hook!(view: deny_list, reads = [client, context, config]);
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use tokenhook_sdk::testing::EventBuilder;
+    use tokenhook_sdk::testing::{self, EventBuilder};
+
+    fn run(event: &Event) -> Result<Decision, HookError> {
+        testing::with_view(event, deny_list)
+    }
 
     fn config() -> Value {
         json!({"clients": ["retired"], "ips": ["192.0.2.7", "10.0.0.0/8", "2001:db8::/32"]})
@@ -142,7 +147,7 @@ mod tests {
             .client_id("retired")
             .config(config())
             .build();
-        let d = deny_list(&e).unwrap();
+        let d = run(&e).unwrap();
         assert_eq!(d.denial().unwrap().error, DenyCode::AccessDenied);
     }
 
@@ -150,11 +155,11 @@ mod tests {
     fn exact_ips_and_ranges_of_both_families_are_denied() {
         for ip in ["192.0.2.7", "10.1.2.3", "2001:db8::1", "::ffff:10.9.9.9"] {
             let e = EventBuilder::new().ip(ip).config(config()).build();
-            assert!(deny_list(&e).unwrap().denial().is_some(), "{ip}");
+            assert!(run(&e).unwrap().denial().is_some(), "{ip}");
         }
         for ip in ["192.0.2.8", "11.0.0.1", "2001:db9::1"] {
             let e = EventBuilder::new().ip(ip).config(config()).build();
-            assert!(deny_list(&e).unwrap().is_empty(), "{ip}");
+            assert!(run(&e).unwrap().is_empty(), "{ip}");
         }
     }
 
@@ -162,7 +167,7 @@ mod tests {
     fn no_ip_is_denied_when_ip_rules_are_configured() {
         let e = EventBuilder::new().config(config()).build();
         assert_eq!(
-            deny_list(&e).unwrap().denial().unwrap().error,
+            run(&e).unwrap().denial().unwrap().error,
             DenyCode::AccessDenied
         );
     }
@@ -172,16 +177,16 @@ mod tests {
         let e = EventBuilder::new()
             .config(json!({"clients": ["retired"]}))
             .build();
-        assert!(deny_list(&e).unwrap().is_empty());
+        assert!(run(&e).unwrap().is_empty());
     }
 
     #[test]
     fn a_missing_or_broken_config_fails_closed() {
-        assert!(deny_list(&EventBuilder::new().build()).is_err());
+        assert!(run(&EventBuilder::new().build()).is_err());
         let e = EventBuilder::new()
             .config(json!({"ips": ["10.0.0.0/33"]}))
             .build();
-        assert!(deny_list(&e).unwrap_err().message.contains("10.0.0.0/33"));
+        assert!(run(&e).unwrap_err().message.contains("10.0.0.0/33"));
     }
 
     #[test]

@@ -13,27 +13,32 @@
 //! is skipped with a warning in the log, one not granted with an info line.
 //! No config at all changes nothing. Every removal and addition is logged.
 
+use std::borrow::Cow;
+
 use serde::Deserialize;
 use tokenhook_sdk::prelude::*;
 
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct Config {
-    #[serde(default)]
-    pub write_requires: Option<Condition>,
-    #[serde(default)]
-    pub add_scopes: Vec<String>,
+pub struct Config<'a> {
+    #[serde(default, borrow)]
+    pub write_requires: Option<Condition<'a>>,
+    #[serde(default, borrow)]
+    pub add_scopes: Vec<Cow<'a, str>>,
 }
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct Condition {
-    pub metadata_key: String,
-    pub values: Vec<String>,
+pub struct Condition<'a> {
+    #[serde(borrow)]
+    pub metadata_key: Cow<'a, str>,
+    #[serde(borrow)]
+    pub values: Vec<Cow<'a, str>>,
 }
 
-pub fn scope_policy(event: &Event) -> Result<Decision, HookError> {
-    let config: Config = if event.config.is_null() {
+/// Takes the event as a borrowed view: nothing of it is copied.
+pub fn scope_policy(event: &EventView<'_>) -> Result<Decision, HookError> {
+    let config: Config<'_> = if event.config.is_null() {
         Config::default()
     } else {
         event.config_as()?
@@ -44,7 +49,7 @@ pub fn scope_policy(event: &Event) -> Result<Decision, HookError> {
             .client
             .metadata
             .get(&cond.metadata_key)
-            .is_some_and(|v| cond.values.contains(v));
+            .is_some_and(|v| cond.values.iter().any(|q| q == v));
         if !qualifies {
             for scope in event
                 .token
@@ -59,7 +64,7 @@ pub fn scope_policy(event: &Event) -> Result<Decision, HookError> {
                         cond.metadata_key, cond.values
                     ),
                 );
-                decision.remove_scope(scope.as_str());
+                decision.remove_scope(scope.as_ref());
             }
         }
     }
@@ -76,14 +81,14 @@ pub fn scope_policy(event: &Event) -> Result<Decision, HookError> {
             );
         } else if !event.token.scopes.contains(scope) {
             log(LogLevel::Info, &format!("adding {scope}"));
-            decision.add_scope(scope.as_str());
+            decision.add_scope(scope.as_ref());
         }
     }
     Ok(decision)
 }
 
 export_hook!(
-    scope_policy,
+    view: scope_policy,
     reads = [client, api, granted_scopes, token, config]
 );
 
@@ -91,6 +96,10 @@ export_hook!(
 mod tests {
     use super::*;
     use tokenhook_sdk::testing::{self, EventBuilder};
+
+    fn run(event: &Event) -> Result<Decision, HookError> {
+        testing::with_view(event, scope_policy)
+    }
 
     fn config() -> Value {
         json!({"write_requires": {"metadata_key": "tier", "values": ["gold"]}, "add_scopes": ["read:status", "read:unknown"]})
@@ -123,23 +132,23 @@ mod tests {
 
     #[test]
     fn non_qualifying_clients_lose_every_write_scope() {
-        let d = scope_policy(&event(Some("silver"))).unwrap();
+        let d = run(&event(Some("silver"))).unwrap();
         assert!(d.removes_scope("write:orders") && d.removes_scope("write:refunds"));
         assert!(!d.removes_scope("read:orders"));
-        let d = scope_policy(&event(None)).unwrap();
+        let d = run(&event(None)).unwrap();
         assert!(d.removes_scope("write:orders"));
     }
 
     #[test]
     fn qualifying_clients_keep_writes() {
-        let d = scope_policy(&event(Some("gold"))).unwrap();
+        let d = run(&event(Some("gold"))).unwrap();
         assert!(!d.removes_scope("write:orders"));
     }
 
     #[test]
     fn adds_only_scopes_the_api_defines() {
         testing::take_logs();
-        let d = scope_policy(&event(Some("gold"))).unwrap();
+        let d = run(&event(Some("gold"))).unwrap();
         assert!(d.adds_scope("read:status"));
         assert!(!d.adds_scope("read:unknown"));
         let logs = testing::take_logs();
@@ -157,16 +166,12 @@ mod tests {
     fn never_adds_a_scope_the_client_was_not_granted() {
         let mut e = event(Some("gold"));
         e.granted_scopes.retain(|s| s != "read:status");
-        assert!(!scope_policy(&e).unwrap().adds_scope("read:status"));
+        assert!(!run(&e).unwrap().adds_scope("read:status"));
     }
 
     #[test]
     fn no_config_changes_nothing() {
-        assert!(
-            scope_policy(&EventBuilder::new().build())
-                .unwrap()
-                .is_empty()
-        );
+        assert!(run(&EventBuilder::new().build()).unwrap().is_empty());
     }
 
     #[test]
@@ -174,17 +179,12 @@ mod tests {
         let e = EventBuilder::new()
             .config(json!({"write_requires": "gold"}))
             .build();
-        assert!(
-            scope_policy(&e)
-                .unwrap_err()
-                .message
-                .contains("invalid hook config")
-        );
+        assert!(run(&e).unwrap_err().message.contains("invalid hook config"));
     }
 
     #[test]
     fn round_trips_through_json() {
-        let out = testing::run_through_json(scope_policy, &event(None));
+        let out = testing::run_view_through_json(scope_policy, &event(None));
         let tokenhook_sdk::HookOutput::Commands(cmds) = out else {
             panic!("{out:?}")
         };

@@ -4,16 +4,28 @@
 //! Config (all optional): `{"namespace": "https://example.com/"}`, the prefix
 //! of the claim names (default `https://example.com/`).
 
+use std::borrow::Cow;
+
+use serde::Deserialize;
 use tokenhook_sdk::prelude::*;
 
 const DEFAULT_NAMESPACE: &str = "https://example.com/";
 
-pub fn tenant_claims(event: &Event) -> Result<Decision, HookError> {
-    let namespace = event
-        .config
-        .get("namespace")
-        .and_then(Value::as_str)
-        .unwrap_or(DEFAULT_NAMESPACE);
+/// `{"namespace": "https://example.com/"}`; no config at all takes that default.
+#[derive(Debug, Default, Deserialize)]
+pub struct Config<'a> {
+    #[serde(default, borrow)]
+    pub namespace: Option<Cow<'a, str>>,
+}
+
+/// Takes the event as a borrowed view: nothing of it is copied.
+pub fn tenant_claims(event: &EventView<'_>) -> Result<Decision, HookError> {
+    let config: Config<'_> = if event.config.is_null() {
+        Config::default()
+    } else {
+        event.config_as()?
+    };
+    let namespace = config.namespace.as_deref().unwrap_or(DEFAULT_NAMESPACE);
     let mut decision = Decision::new();
     let metadata = &event.client.metadata;
     if let Some(tenant) = metadata.get("tenant") {
@@ -31,14 +43,14 @@ pub fn tenant_claims(event: &Event) -> Result<Decision, HookError> {
                 .filter(|s| s.starts_with("write:"))
             {
                 log(LogLevel::Info, &["free plan: removing ", scope].concat());
-                decision.remove_scope(scope.as_str());
+                decision.remove_scope(scope.as_ref());
             }
         }
     }
     Ok(decision)
 }
 
-export_hook!(tenant_claims, reads = [client, token, config]);
+export_hook!(view: tenant_claims, reads = [client, token, config]);
 
 #[cfg(test)]
 mod tests {
@@ -51,7 +63,7 @@ mod tests {
             .client_metadata("tenant", "acme")
             .client_metadata("plan", "pro")
             .build();
-        let decision = tenant_claims(&event).unwrap();
+        let decision = testing::with_view(&event, tenant_claims).unwrap();
         assert_eq!(
             decision.claim("https://example.com/tenant"),
             Some(&json!("acme"))
@@ -69,7 +81,7 @@ mod tests {
             .client_metadata("plan", "free")
             .scopes(["read:orders", "write:orders"])
             .build();
-        let decision = tenant_claims(&event).unwrap();
+        let decision = testing::with_view(&event, tenant_claims).unwrap();
         assert!(decision.removes_scope("write:orders"));
         assert!(!decision.removes_scope("read:orders"));
         let logs = testing::take_logs();
@@ -82,7 +94,7 @@ mod tests {
             .client_metadata("tenant", "acme")
             .config(json!({"namespace": "https://acme.test/"}))
             .build();
-        let out = testing::run_through_json(tenant_claims, &event);
+        let out = testing::run_view_through_json(tenant_claims, &event);
         assert_eq!(
             out,
             tokenhook_sdk::HookOutput::Commands(vec![Command::SetClaim {
@@ -95,7 +107,7 @@ mod tests {
     #[test]
     fn no_metadata_no_changes() {
         assert!(
-            tenant_claims(&EventBuilder::new().build())
+            testing::with_view(&EventBuilder::new().build(), tenant_claims)
                 .unwrap()
                 .is_empty()
         );
