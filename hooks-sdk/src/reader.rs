@@ -90,6 +90,7 @@ fn trigger_named(name: &str, at: usize) -> Result<Trigger> {
     }
 }
 
+#[derive(Clone)]
 pub(crate) struct Reader<'a> {
     pub(crate) bytes: &'a [u8],
     pub(crate) pos: usize,

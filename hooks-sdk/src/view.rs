@@ -1,21 +1,21 @@
-//! The event as a borrowed view: the parts of [`Event`], read from the bytes
-//! the host wrote without copying them.
+//! The event as a lazy view: [`Event`]'s parts, found in the bytes the host
+//! wrote when the hook asks for them, and nothing built that it does not ask
+//! for.
 //!
-//! Why: in a running server what a hook's call costs is mostly memory
-//! traffic, and reading the owned `Event` allocates and copies every string,
-//! builds a `BTreeMap` per map and a `Value` for the config and claims, on
-//! every call. An `EventView` borrows strings from the input (a string the
-//! host escaped is decoded into its own `String`), keeps maps as the pairs the
-//! host wrote, and keeps the config and claims as checked JSON text that
-//! [`Json::parse`] deserializes straight into the hook's own types.
-//! Measurements and the design: docs/event-view.md.
+//! Why: in a running server a hook's call costs mostly memory traffic, and
+//! reading the owned `Event` builds every string, map and config value on
+//! every call. A borrowed copy of `Event` (every part read up front, strings
+//! borrowed) measured no faster; a view that looks up only what the hook asks
+//! for was 1–2 µs per hook faster (docs/event-view.md).
 //!
-//! It reads exactly what [`Event`]'s reader reads (`EventView::to_event` of a
-//! view equals the `Event` read from the same bytes, and both refuse the same
-//! input: unit tests and the `sdk_event` fuzz target check it).
+//! [`EventView::read`] checks the whole event against `Event`'s schema in
+//! one pass (so it refuses exactly what `Event`'s reader refuses) and keeps
+//! where each part is; the accessors then read a part when asked. A string
+//! is borrowed from the input unless the host escaped something in it.
 
 use std::borrow::Cow;
 use std::fmt;
+use std::ops::Range;
 
 use serde::Deserialize;
 use serde_json::{Map, Number, Value};
@@ -29,112 +29,396 @@ use crate::wire::{
 /// something in it.
 pub type Text<'a> = Cow<'a, str>;
 
-/// The event a hook is called with, borrowed (see the module docs). The same
-/// parts as [`Event`]; a part the hook did not declare in `reads` is empty.
-#[derive(Clone, Debug, PartialEq)]
-pub struct EventView<'a> {
-    pub version: u32,
-    pub trigger: Trigger,
-    pub request_id: Text<'a>,
-    pub client: ClientView<'a>,
-    pub api: ApiView<'a>,
-    pub requested_scopes: Vec<Text<'a>>,
-    pub granted_scopes: Vec<Text<'a>>,
-    pub context: ContextView<'a>,
-    pub token: TokenView<'a>,
-    /// This hook's config from the manifest (`null` if none).
-    pub config: Json<'a>,
-    pub secrets: SecretsView<'a>,
+/// Where each part of the event is in the input (the last of a duplicate
+/// member, as in [`Event`]).
+#[derive(Clone, Default)]
+struct Parts {
+    request_id: Option<Range<usize>>,
+    client: Option<Range<usize>>,
+    api: Option<Range<usize>>,
+    requested_scopes: Option<Range<usize>>,
+    granted_scopes: Option<Range<usize>>,
+    context: Option<Range<usize>>,
+    token: Option<Range<usize>>,
+    config: Option<Range<usize>>,
+    secrets: Option<Range<usize>>,
 }
 
-/// The defaults of [`Event`]'s parts (the contract version, empty parts).
-impl Default for EventView<'_> {
-    fn default() -> Self {
-        EventView {
+/// The event a hook is called with, read lazily (see the module docs). A
+/// part the hook did not declare in `reads` is empty.
+#[derive(Clone)]
+pub struct EventView<'a> {
+    bytes: &'a [u8],
+    version: u32,
+    trigger: Trigger,
+    parts: Parts,
+}
+
+impl fmt::Debug for EventView<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        // The owned event's Debug, which never prints a secret value.
+        self.to_event().fmt(f)
+    }
+}
+
+impl<'a> EventView<'a> {
+    /// Check the event the host wrote against [`Event`]'s schema (missing
+    /// parts take their defaults, unknown members are checked as JSON and
+    /// skipped) and note where its parts are.
+    pub fn read(input: &'a [u8]) -> std::result::Result<EventView<'a>, ReadError> {
+        let mut r = Reader {
+            bytes: input,
+            pos: 0,
+        };
+        let mut view = EventView {
+            bytes: input,
             version: ABI_VERSION,
             trigger: Trigger::default(),
-            request_id: Text::default(),
-            client: ClientView::default(),
-            api: ApiView::default(),
-            requested_scopes: Vec::new(),
-            granted_scopes: Vec::new(),
-            context: ContextView::default(),
-            token: TokenView::default(),
-            config: Json::default(),
-            secrets: SecretsView::default(),
+            parts: Parts::default(),
+        };
+        r.object(|r, key| {
+            r.ws();
+            let start = r.pos;
+            let part = match key {
+                "version" => {
+                    view.version = r.u32()?;
+                    return Ok(());
+                }
+                "trigger" => {
+                    view.trigger = r.trigger()?;
+                    return Ok(());
+                }
+                "request_id" => {
+                    r.str()?;
+                    &mut view.parts.request_id
+                }
+                "client" => {
+                    check_client(r)?;
+                    &mut view.parts.client
+                }
+                "api" => {
+                    check_api(r)?;
+                    &mut view.parts.api
+                }
+                "requested_scopes" => {
+                    check_strings(r)?;
+                    &mut view.parts.requested_scopes
+                }
+                "granted_scopes" => {
+                    check_strings(r)?;
+                    &mut view.parts.granted_scopes
+                }
+                "context" => {
+                    check_context(r)?;
+                    &mut view.parts.context
+                }
+                "token" => {
+                    check_token(r)?;
+                    &mut view.parts.token
+                }
+                "config" => {
+                    check_value(r, 1)?;
+                    &mut view.parts.config
+                }
+                "secrets" => {
+                    check_string_map(r)?;
+                    &mut view.parts.secrets
+                }
+                _ => return check_value(r, 1),
+            };
+            *part = Some(start..r.pos);
+            Ok(())
+        })?;
+        r.ws();
+        if r.pos != input.len() {
+            return Err(r.err("trailing characters"));
+        }
+        Ok(view)
+    }
+
+    fn reader(&self, span: &Option<Range<usize>>) -> Option<Reader<'a>> {
+        span.as_ref().map(|span| Reader {
+            bytes: &self.bytes[..span.end],
+            pos: span.start,
+        })
+    }
+
+    pub fn version(&self) -> u32 {
+        self.version
+    }
+
+    pub fn trigger(&self) -> Trigger {
+        self.trigger
+    }
+
+    pub fn request_id(&self) -> Text<'a> {
+        self.reader(&self.parts.request_id)
+            .map(|mut r| text(&mut r))
+            .unwrap_or_default()
+    }
+
+    pub fn client(&self) -> ClientView<'a> {
+        let mut client = ClientView::default();
+        if let Some(mut r) = self.reader(&self.parts.client) {
+            members(&mut r, |r, key| match key {
+                "id" => client.id = text(r),
+                "name" => client.name = opt_text(r),
+                "metadata" => client.metadata = StringMap(Some(span(r))),
+                _ => skip(r),
+            });
+            client.bytes = self.bytes;
+        }
+        client
+    }
+
+    pub fn api(&self) -> ApiView<'a> {
+        let mut api = ApiView::default();
+        if let Some(mut r) = self.reader(&self.parts.api) {
+            members(&mut r, |r, key| match key {
+                "identifier" => api.identifier = text(r),
+                "scopes" => api.scopes = Some(span(r)),
+                _ => skip(r),
+            });
+            api.bytes = self.bytes;
+        }
+        api
+    }
+
+    pub fn requested_scopes(&self) -> Strings<'a> {
+        Strings::of(self.bytes, &self.parts.requested_scopes)
+    }
+
+    pub fn granted_scopes(&self) -> Strings<'a> {
+        Strings::of(self.bytes, &self.parts.granted_scopes)
+    }
+
+    pub fn context(&self) -> ContextView<'a> {
+        let mut context = ContextView::default();
+        if let Some(mut r) = self.reader(&self.parts.context) {
+            members(&mut r, |r, key| match key {
+                "ip" => context.ip = opt_text(r),
+                "user_agent" => context.user_agent = opt_text(r),
+                _ => skip(r),
+            });
+        }
+        context
+    }
+
+    pub fn token(&self) -> TokenView<'a> {
+        let mut token = TokenView::default();
+        if let Some(mut r) = self.reader(&self.parts.token) {
+            members(&mut r, |r, key| match key {
+                "scopes" => token.scopes = Some(span(r)),
+                "claims" => token.claims = Some(span(r)),
+                _ => skip(r),
+            });
+            token.bytes = self.bytes;
+        }
+        token
+    }
+
+    /// This hook's config from the manifest (`null` if none).
+    pub fn config(&self) -> Json<'a> {
+        match &self.parts.config {
+            Some(span) => Json(json_text(self.bytes, span)),
+            None => Json::default(),
+        }
+    }
+
+    /// The config deserialized into the hook's own type (it may borrow
+    /// strings the host wrote without escapes).
+    pub fn config_as<T: Deserialize<'a>>(&self) -> std::result::Result<T, HookError> {
+        self.config().parse()
+    }
+
+    /// A secret this hook was granted, or an error naming it.
+    pub fn secret(&self, name: &str) -> std::result::Result<Text<'a>, HookError> {
+        StringMap(self.parts.secrets.clone())
+            .get_in(self.bytes, name)
+            .ok_or_else(|| HookError::new(format!("secret `{name}` was not granted to this hook")))
+    }
+
+    /// The same event, owned (what [`Event`]'s reader gives for the same bytes).
+    pub fn to_event(&self) -> Event {
+        let strings = |s: Strings<'_>| s.map(|t| t.into_owned()).collect();
+        let client = self.client();
+        let api = self.api();
+        let context = self.context();
+        let token = self.token();
+        Event {
+            version: self.version,
+            trigger: self.trigger,
+            request_id: self.request_id().into_owned(),
+            client: Client {
+                id: client.id.to_string(),
+                name: client.name.as_ref().map(|n| n.to_string()),
+                metadata: client.metadata().map(|(k, v)| (k.into_owned(), v.into_owned())).collect(),
+            },
+            api: Api {
+                identifier: api.identifier.to_string(),
+                scopes: strings(api.scopes()),
+            },
+            requested_scopes: strings(self.requested_scopes()),
+            granted_scopes: strings(self.granted_scopes()),
+            context: RequestContext {
+                ip: context.ip.map(Cow::into_owned),
+                user_agent: context.user_agent.map(Cow::into_owned),
+            },
+            token: TokenState {
+                scopes: strings(token.scopes()),
+                claims: token
+                    .claims()
+                    .map(|(k, v)| (k.into_owned(), v.to_value()))
+                    .collect::<Map<_, _>>(),
+            },
+            config: self.config().to_value(),
+            secrets: Secrets(
+                StringMap(self.parts.secrets.clone())
+                    .iter_in(self.bytes)
+                    .map(|(k, v)| (k.into_owned(), v.into_owned()))
+                    .collect(),
+            ),
         }
     }
 }
 
-#[derive(Clone, Debug, Default, PartialEq)]
+#[derive(Clone, Default)]
 pub struct ClientView<'a> {
     pub id: Text<'a>,
     pub name: Option<Text<'a>>,
-    pub metadata: Pairs<'a>,
+    metadata: StringMap,
+    bytes: &'a [u8],
 }
 
-#[derive(Clone, Debug, Default, PartialEq)]
+impl<'a> ClientView<'a> {
+    /// A metadata value (the last, if the host wrote a key twice).
+    pub fn metadata_get(&self, key: &str) -> Option<Text<'a>> {
+        self.metadata.get_in(self.bytes, key)
+    }
+
+    /// Every metadata pair, in the order the host wrote them.
+    pub fn metadata(&self) -> impl Iterator<Item = (Text<'a>, Text<'a>)> + use<'a> {
+        self.metadata.iter_in(self.bytes)
+    }
+}
+
+#[derive(Clone, Default)]
 pub struct ApiView<'a> {
     pub identifier: Text<'a>,
-    pub scopes: Vec<Text<'a>>,
+    scopes: Option<Range<usize>>,
+    bytes: &'a [u8],
 }
 
-#[derive(Clone, Debug, Default, PartialEq)]
+impl<'a> ApiView<'a> {
+    pub fn scopes(&self) -> Strings<'a> {
+        Strings::of(self.bytes, &self.scopes)
+    }
+}
+
+#[derive(Clone, Debug, Default)]
 pub struct ContextView<'a> {
     pub ip: Option<Text<'a>>,
     pub user_agent: Option<Text<'a>>,
 }
 
-#[derive(Clone, Debug, Default, PartialEq)]
+#[derive(Clone, Default)]
 pub struct TokenView<'a> {
-    pub scopes: Vec<Text<'a>>,
-    /// Custom claims set so far, each as JSON text.
-    pub claims: Vec<(Text<'a>, Json<'a>)>,
+    scopes: Option<Range<usize>>,
+    claims: Option<Range<usize>>,
+    bytes: &'a [u8],
 }
 
-/// A string map of the event (client metadata), in the order the host wrote
-/// it (sorted by key). A key written twice keeps its last value, as in
-/// [`Event`].
-#[derive(Clone, Debug, Default, PartialEq)]
-pub struct Pairs<'a>(pub Vec<(Text<'a>, Text<'a>)>);
-
-impl<'a> Pairs<'a> {
-    pub fn get(&self, key: &str) -> Option<&str> {
-        self.0
-            .iter()
-            .rev()
-            .find(|(k, _)| k == key)
-            .map(|(_, v)| &**v)
+impl<'a> TokenView<'a> {
+    pub fn scopes(&self) -> Strings<'a> {
+        Strings::of(self.bytes, &self.scopes)
     }
 
-    pub fn iter(&self) -> impl Iterator<Item = (&str, &str)> {
-        self.0.iter().map(|(k, v)| (&**k, &**v))
-    }
-
-    pub fn len(&self) -> usize {
-        self.0.len()
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.0.is_empty()
-    }
-}
-
-/// The secrets granted to this hook. `Debug` never prints a value.
-#[derive(Clone, Default, PartialEq)]
-pub struct SecretsView<'a>(pub Pairs<'a>);
-
-impl SecretsView<'_> {
-    pub fn get(&self, name: &str) -> Option<&str> {
-        self.0.get(name)
+    /// Custom claims set so far, each as JSON text (the last of a duplicate).
+    pub fn claims(&self) -> impl Iterator<Item = (Text<'a>, Json<'a>)> + use<'a> {
+        let mut out = Vec::new();
+        if let Some(span) = &self.claims {
+            let mut r = Reader {
+                bytes: &self.bytes[..span.end],
+                pos: span.start,
+            };
+            let bytes = self.bytes;
+            let _ = r.object_keys(|r, k| {
+                r.ws();
+                let start = r.pos;
+                skip(r);
+                out.push((key(k), Json(json_text(bytes, &(start..r.pos)))));
+                Ok(())
+            });
+        }
+        out.into_iter()
     }
 }
 
-impl fmt::Debug for SecretsView<'_> {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_set()
-            .entries(self.0.0.iter().map(|(k, _)| k))
-            .finish()
+/// A JSON array of strings of the event, read one string at a time.
+#[derive(Clone)]
+pub struct Strings<'a> {
+    reader: Option<Reader<'a>>,
+}
+
+impl<'a> Strings<'a> {
+    fn of(bytes: &'a [u8], span: &Option<Range<usize>>) -> Strings<'a> {
+        let reader = span.as_ref().map(|span| {
+            let mut r = Reader {
+                bytes: &bytes[..span.end],
+                pos: span.start + 1,
+            };
+            r.ws();
+            r
+        });
+        Strings { reader }
+    }
+}
+
+impl<'a> Iterator for Strings<'a> {
+    type Item = Text<'a>;
+
+    fn next(&mut self) -> Option<Text<'a>> {
+        let r = self.reader.as_mut()?;
+        r.ws();
+        match r.bytes.get(r.pos) {
+            Some(b'"') => {
+                let item = text(r);
+                r.ws();
+                if r.bytes.get(r.pos) == Some(&b',') {
+                    r.pos += 1;
+                }
+                Some(item)
+            }
+            _ => {
+                self.reader = None;
+                None
+            }
+        }
+    }
+}
+
+/// A map of strings of the event (metadata, secrets), searched when asked.
+#[derive(Clone, Debug, Default)]
+struct StringMap(Option<Range<usize>>);
+
+impl StringMap {
+    fn get_in<'a>(&self, bytes: &'a [u8], want: &str) -> Option<Text<'a>> {
+        self.iter_in(bytes).filter(|(k, _)| k == want).last().map(|(_, v)| v)
+    }
+
+    fn iter_in<'a>(&self, bytes: &'a [u8]) -> impl Iterator<Item = (Text<'a>, Text<'a>)> + use<'a> {
+        let mut out = Vec::new();
+        if let Some(span) = &self.0 {
+            let mut r = Reader {
+                bytes: &bytes[..span.end],
+                pos: span.start,
+            };
+            let _ = r.object_keys(|r, k| {
+                out.push((key(k), text(r)));
+                Ok(())
+            });
+        }
+        out.into_iter()
     }
 }
 
@@ -159,6 +443,60 @@ impl<'a> Json<'a> {
         self.0
     }
 
+    /// A member of this object (the last, if written twice); `None` if this
+    /// is not an object or has no such member.
+    pub fn get(&self, want: &str) -> Option<Json<'a>> {
+        let mut r = Reader {
+            bytes: self.0.as_bytes(),
+            pos: 0,
+        };
+        if r.peek().ok()? != b'{' {
+            return None;
+        }
+        let mut found = None;
+        let text = self.0;
+        let _ = r.object(|r, key| {
+            r.ws();
+            let start = r.pos;
+            skip(r);
+            if key == want {
+                found = Some(Json(&text[start..r.pos]));
+            }
+            Ok(())
+        });
+        found
+    }
+
+    /// This value as a string, if it is one.
+    pub fn as_text(&self) -> Option<Text<'a>> {
+        let mut r = Reader {
+            bytes: self.0.as_bytes(),
+            pos: 0,
+        };
+        (r.peek().ok()? == b'"').then(|| text(&mut r))
+    }
+
+    /// This value as an array of strings, if it is an array whose elements
+    /// are all strings.
+    pub fn as_strings(&self) -> Option<Strings<'a>> {
+        let strings = Strings::of(self.0.as_bytes(), &Some(0..self.0.len()));
+        let all = self.0.starts_with('[') && {
+            let count = strings.clone().count();
+            let mut r = Reader {
+                bytes: self.0.as_bytes(),
+                pos: 0,
+            };
+            let mut elements = 0;
+            let _ = r.array(|r| {
+                elements += 1;
+                skip(r);
+                Ok(())
+            });
+            count == elements
+        };
+        all.then_some(strings)
+    }
+
     /// Deserialize into the hook's own type; it may borrow strings from the
     /// event (`&'a str` fields) where the host wrote them without escapes.
     pub fn parse<T: Deserialize<'a>>(&self) -> std::result::Result<T, HookError> {
@@ -172,225 +510,127 @@ impl<'a> Json<'a> {
     }
 }
 
-impl<'a> EventView<'a> {
-    /// Read the event the host wrote (missing parts take their defaults,
-    /// unknown members are skipped), as [`Event`]'s reader does.
-    pub fn read(input: &'a [u8]) -> std::result::Result<EventView<'a>, ReadError> {
-        let mut r = Reader {
-            bytes: input,
-            pos: 0,
-        };
-        let mut event = EventView::default();
-        r.object(|r, key| {
-            match key {
-                "version" => event.version = r.u32()?,
-                "trigger" => event.trigger = r.trigger()?,
-                "request_id" => event.request_id = text(r)?,
-                "client" => event.client = client(r)?,
-                "api" => event.api = api(r)?,
-                "requested_scopes" => event.requested_scopes = texts(r)?,
-                "granted_scopes" => event.granted_scopes = texts(r)?,
-                "context" => event.context = context(r)?,
-                "token" => event.token = token(r)?,
-                "config" => event.config = json(r, 1)?,
-                "secrets" => event.secrets = SecretsView(pairs(r)?),
-                _ => json(r, 1).map(drop)?,
-            }
-            Ok(())
-        })?;
-        r.ws();
-        if r.pos != input.len() {
-            return Err(r.err("trailing characters"));
-        }
-        Ok(event)
-    }
+// Reading parts already checked by `EventView::read`: they cannot fail.
 
-    /// The config deserialized into the hook's own type.
-    pub fn config_as<T: Deserialize<'a>>(&self) -> std::result::Result<T, HookError> {
-        self.config.parse()
-    }
-
-    /// A secret this hook was granted, or an error naming it.
-    pub fn secret(&self, name: &str) -> std::result::Result<&str, HookError> {
-        self.secrets
-            .get(name)
-            .ok_or_else(|| HookError::new(format!("secret `{name}` was not granted to this hook")))
-    }
-
-    /// The same event, owned (what [`Event`]'s reader gives for the same bytes).
-    pub fn to_event(&self) -> Event {
-        let string = |t: &Text<'_>| t.to_string();
-        let strings = |v: &[Text<'_>]| v.iter().map(string).collect();
-        let map = |p: &Pairs<'_>| {
-            p.iter()
-                .map(|(k, v)| (k.to_owned(), v.to_owned()))
-                .collect()
-        };
-        Event {
-            version: self.version,
-            trigger: self.trigger,
-            request_id: string(&self.request_id),
-            client: Client {
-                id: string(&self.client.id),
-                name: self.client.name.as_ref().map(string),
-                metadata: map(&self.client.metadata),
-            },
-            api: Api {
-                identifier: string(&self.api.identifier),
-                scopes: strings(&self.api.scopes),
-            },
-            requested_scopes: strings(&self.requested_scopes),
-            granted_scopes: strings(&self.granted_scopes),
-            context: RequestContext {
-                ip: self.context.ip.as_ref().map(string),
-                user_agent: self.context.user_agent.as_ref().map(string),
-            },
-            token: TokenState {
-                scopes: strings(&self.token.scopes),
-                claims: self
-                    .token
-                    .claims
-                    .iter()
-                    .map(|(k, v)| (k.to_string(), v.to_value()))
-                    .collect::<Map<_, _>>(),
-            },
-            config: self.config.to_value(),
-            secrets: Secrets(map(&self.secrets.0)),
-        }
+fn text<'a>(r: &mut Reader<'a>) -> Text<'a> {
+    match r.str() {
+        Ok(Str::Borrowed(s)) => Cow::Borrowed(s),
+        Ok(Str::Owned(s)) => Cow::Owned(s),
+        Err(_) => Cow::Borrowed(""),
     }
 }
 
-fn text<'a>(r: &mut Reader<'a>) -> Result<Text<'a>> {
-    Ok(match r.str()? {
-        Str::Borrowed(s) => Cow::Borrowed(s),
-        Str::Owned(s) => Cow::Owned(s),
-    })
-}
-
-/// `null` or a string.
-fn opt_text<'a>(r: &mut Reader<'a>) -> Result<Option<Text<'a>>> {
-    if r.peek()? == b'n' {
-        r.literal(b"null")?;
-        Ok(None)
+fn opt_text<'a>(r: &mut Reader<'a>) -> Option<Text<'a>> {
+    if r.peek().ok()? == b'n' {
+        r.pos += 4;
+        None
     } else {
-        text(r).map(Some)
+        Some(text(r))
     }
 }
 
-fn texts<'a>(r: &mut Reader<'a>) -> Result<Vec<Text<'a>>> {
-    let mut out = Vec::with_capacity(4);
-    r.array(|r| {
-        out.push(text(r)?);
-        Ok(())
-    })?;
-    Ok(out)
-}
-
-fn key<'a>(key: Str<'a>) -> Text<'a> {
+fn key(key: Str<'_>) -> Text<'_> {
     match key {
         Str::Borrowed(s) => Cow::Borrowed(s),
         Str::Owned(s) => Cow::Owned(s),
     }
 }
 
-fn pairs<'a>(r: &mut Reader<'a>) -> Result<Pairs<'a>> {
-    let mut out = Vec::with_capacity(4);
-    r.object_keys(|r, k| {
-        let value = text(r)?;
-        out.push((key(k), value));
-        Ok(())
-    })?;
-    Ok(Pairs(out))
+fn skip(r: &mut Reader<'_>) {
+    let _ = check_value(r, 0);
 }
 
-fn client<'a>(r: &mut Reader<'a>) -> Result<ClientView<'a>> {
-    let mut client = ClientView::default();
-    let mut has_id = false;
-    r.object(|r, key| {
-        match key {
-            "id" => {
-                client.id = text(r)?;
-                has_id = true;
-            }
-            "name" => client.name = opt_text(r)?,
-            "metadata" => client.metadata = pairs(r)?,
-            _ => json(r, 2).map(drop)?,
-        }
+fn span(r: &mut Reader<'_>) -> Range<usize> {
+    r.ws();
+    let start = r.pos;
+    skip(r);
+    start..r.pos
+}
+
+fn members<'a>(r: &mut Reader<'a>, mut member: impl FnMut(&mut Reader<'a>, &str)) {
+    let _ = r.object(|r, key| {
+        member(r, key);
         Ok(())
+    });
+}
+
+fn json_text<'a>(bytes: &'a [u8], span: &Range<usize>) -> &'a str {
+    // SAFETY: a checked JSON value: ASCII structure, strings checked as UTF-8.
+    unsafe { std::str::from_utf8_unchecked(&bytes[span.clone()]) }
+}
+
+// The schema check: what `Event`'s reader accepts, building nothing.
+
+fn check_strings(r: &mut Reader<'_>) -> Result<()> {
+    r.array(|r| r.str().map(drop))
+}
+
+fn check_string_map(r: &mut Reader<'_>) -> Result<()> {
+    r.object(|r, _| r.str().map(drop))
+}
+
+fn check_opt_string(r: &mut Reader<'_>) -> Result<()> {
+    if r.peek()? == b'n' {
+        r.literal(b"null")
+    } else {
+        r.str().map(drop)
+    }
+}
+
+fn check_client(r: &mut Reader<'_>) -> Result<()> {
+    let mut has_id = false;
+    r.object(|r, key| match key {
+        "id" => {
+            has_id = true;
+            r.str().map(drop)
+        }
+        "name" => check_opt_string(r),
+        "metadata" => check_string_map(r),
+        _ => check_value(r, 2),
     })?;
     if !has_id {
         return Err(r.err("missing field `id` in `client`"));
     }
-    Ok(client)
+    Ok(())
 }
 
-fn api<'a>(r: &mut Reader<'a>) -> Result<ApiView<'a>> {
-    let mut api = ApiView::default();
+fn check_api(r: &mut Reader<'_>) -> Result<()> {
     let mut has_identifier = false;
-    r.object(|r, key| {
-        match key {
-            "identifier" => {
-                api.identifier = text(r)?;
-                has_identifier = true;
-            }
-            "scopes" => api.scopes = texts(r)?,
-            _ => json(r, 2).map(drop)?,
+    r.object(|r, key| match key {
+        "identifier" => {
+            has_identifier = true;
+            r.str().map(drop)
         }
-        Ok(())
+        "scopes" => check_strings(r),
+        _ => check_value(r, 2),
     })?;
     if !has_identifier {
         return Err(r.err("missing field `identifier` in `api`"));
     }
-    Ok(api)
+    Ok(())
 }
 
-fn context<'a>(r: &mut Reader<'a>) -> Result<ContextView<'a>> {
-    let mut context = ContextView::default();
-    r.object(|r, key| {
-        match key {
-            "ip" => context.ip = opt_text(r)?,
-            "user_agent" => context.user_agent = opt_text(r)?,
-            _ => json(r, 2).map(drop)?,
-        }
-        Ok(())
-    })?;
-    Ok(context)
+fn check_context(r: &mut Reader<'_>) -> Result<()> {
+    r.object(|r, key| match key {
+        "ip" | "user_agent" => check_opt_string(r),
+        _ => check_value(r, 2),
+    })
 }
 
-fn token<'a>(r: &mut Reader<'a>) -> Result<TokenView<'a>> {
-    let mut token = TokenView::default();
-    r.object(|r, name| {
-        match name {
-            "scopes" => token.scopes = texts(r)?,
-            "claims" => {
-                // Read as an object of values inside the event and `token`.
-                let depth = r.deeper(2)?;
-                let mut claims = Vec::new();
-                r.object_keys(|r, k| {
-                    claims.push((key(k), json(r, depth)?));
-                    Ok(())
-                })?;
-                token.claims = claims;
-            }
-            _ => json(r, 2).map(drop)?,
+fn check_token(r: &mut Reader<'_>) -> Result<()> {
+    r.object(|r, key| match key {
+        "scopes" => check_strings(r),
+        // An object of values inside the event and `token`.
+        "claims" => {
+            let depth = r.deeper(2)?;
+            r.object(|r, _| check_value(r, depth))
         }
-        Ok(())
-    })?;
-    Ok(token)
+        _ => check_value(r, 2),
+    })
 }
 
 /// A JSON value inside `depth` arrays and objects, checked as `Event`'s
-/// reader checks it but not built: its text.
-fn json<'a>(r: &mut Reader<'a>, depth: u32) -> Result<Json<'a>> {
-    r.ws();
-    let start = r.pos;
-    check_value(r, depth)?;
-    // SAFETY: a checked JSON value: ASCII structure, strings checked as UTF-8.
-    Ok(Json(unsafe {
-        std::str::from_utf8_unchecked(&r.bytes[start..r.pos])
-    }))
-}
-
+/// reader checks it, building nothing.
 fn check_value(r: &mut Reader<'_>, depth: u32) -> Result<()> {
     match r.peek()? {
         b'"' => r.str().map(drop),
@@ -471,10 +711,16 @@ mod tests {
         let view = EventView::read(&bytes).unwrap();
         assert_eq!(view.to_event(), event);
         // Borrowed where nothing was escaped, decoded where something was.
-        assert!(matches!(view.client.id, Cow::Borrowed("c-1")));
-        assert_eq!(view.client.name.as_deref(), Some("Client \"one\" \\ ü 🦀"));
-        assert!(matches!(view.client.name, Some(Cow::Owned(_))));
-        assert_eq!(view.client.metadata.get("plan"), Some("free"));
+        let client = view.client();
+        assert!(matches!(client.id, Cow::Borrowed("c-1")));
+        assert_eq!(client.name.as_deref(), Some("Client \"one\" \\ ü 🦀"));
+        assert!(matches!(client.name, Some(Cow::Owned(_))));
+        assert_eq!(client.metadata_get("plan").as_deref(), Some("free"));
+        assert_eq!(view.config().get("n").map(|n| n.as_str()), Some("7"));
+        let clients = view.config().get("clients").and_then(|c| c.as_strings());
+        assert_eq!(clients.map(|c| c.collect::<Vec<_>>()), Some(vec![Cow::Borrowed("x")]));
+        assert!(view.config().get("nested").unwrap().as_strings().is_none());
+        assert_eq!(view.token().scopes().collect::<Vec<_>>(), ["read:orders", "write:orders"]);
         assert_eq!(view.secret("hmac").unwrap(), "s3cr\u{e9}t");
         assert!(view.secret("other").is_err());
         assert!(
@@ -501,7 +747,7 @@ mod tests {
             "{}",
             err.message
         );
-        assert!(EventView::default().config.is_null());
+        assert!(Json::default().is_null());
     }
 
     #[test]
@@ -527,7 +773,7 @@ mod tests {
         )
         .unwrap();
         assert_eq!(
-            view.client.metadata.get("k"),
+            view.client().metadata_get("k").as_deref(),
             Some("2"),
             "the last duplicate wins"
         );
