@@ -11,22 +11,10 @@
 //! would make them optional (fail closed). With client rules only, no IP is
 //! needed. A config that cannot be read fails the hook (fail closed).
 
-use std::borrow::Cow;
 use std::net::IpAddr;
 
-use serde::Deserialize;
 use tokenhook_sdk::prelude::*;
-
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct Config<'a> {
-    #[serde(default, borrow)]
-    pub clients: Vec<Cow<'a, str>>,
-    #[serde(default, borrow)]
-    pub ips: Vec<Cow<'a, str>>,
-    #[serde(default, borrow)]
-    pub description: Option<Cow<'a, str>>,
-}
+use tokenhook_sdk::view::{Json, Text};
 
 #[derive(Debug, PartialEq)]
 pub struct Net {
@@ -76,28 +64,38 @@ impl Net {
     }
 }
 
-/// Takes the event as a borrowed view: nothing of it is copied.
+fn strings<'a>(config: &Json<'a>, name: &str) -> Result<Vec<Text<'a>>, HookError> {
+    match config.get(name) {
+        None => Ok(Vec::new()),
+        Some(v) => v.as_strings().map(Iterator::collect).ok_or_else(|| {
+            HookError::new(format!("invalid hook config: `{name}` must be a list of strings"))
+        }),
+    }
+}
+
+/// Takes the event as a lazy view: it reads only what it asks for.
 pub fn deny_list(event: &EventView<'_>) -> Result<Decision, HookError> {
-    if event.config.is_null() {
+    let config = event.config();
+    if config.is_null() {
         return Err(HookError::new(
             "deny-list needs a config with `clients` and/or `ips`",
         ));
     }
-    let config: Config<'_> = event.config_as()?;
-    let nets = config
-        .ips
+    let clients = strings(&config, "clients")?;
+    let nets = strings(&config, "ips")?
         .iter()
         .map(|s| Net::parse(s))
         .collect::<Result<Vec<_>, _>>()?;
-    let description = config
-        .description
+    let description = config.get("description").and_then(|d| d.as_text());
+    let description = description
         .as_deref()
         .unwrap_or("access from this client or network is blocked");
+    let client_id = event.client().id;
     let mut decision = Decision::new();
-    if config.clients.contains(&event.client.id) {
+    if clients.contains(&client_id) {
         log(
             LogLevel::Info,
-            &format!("client {} is on the deny list", event.client.id),
+            &format!("client {client_id} is on the deny list"),
         );
         decision.deny(description);
         return Ok(decision);
@@ -105,7 +103,7 @@ pub fn deny_list(event: &EventView<'_>) -> Result<Decision, HookError> {
     if nets.is_empty() {
         return Ok(decision);
     }
-    let Some(ip) = &event.context.ip else {
+    let Some(ip) = event.context().ip else {
         log(
             LogLevel::Warn,
             "IP rules are configured but the request has no IP; denied",

@@ -13,75 +13,71 @@
 //! is skipped with a warning in the log, one not granted with an info line.
 //! No config at all changes nothing. Every removal and addition is logged.
 
-use std::borrow::Cow;
-
-use serde::Deserialize;
 use tokenhook_sdk::prelude::*;
+use tokenhook_sdk::view::{Json, Text};
 
-#[derive(Debug, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct Config<'a> {
-    #[serde(default, borrow)]
-    pub write_requires: Option<Condition<'a>>,
-    #[serde(default, borrow)]
-    pub add_scopes: Vec<Cow<'a, str>>,
+fn invalid(what: &str) -> HookError {
+    HookError::new(format!("invalid hook config: {what}"))
 }
 
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct Condition<'a> {
-    #[serde(borrow)]
-    pub metadata_key: Cow<'a, str>,
-    #[serde(borrow)]
-    pub values: Vec<Cow<'a, str>>,
+/// A list of strings of the config, or an error naming it.
+fn strings<'a>(value: Option<Json<'a>>, name: &str) -> Result<Vec<Text<'a>>, HookError> {
+    match value {
+        None => Ok(Vec::new()),
+        Some(v) => v
+            .as_strings()
+            .map(Iterator::collect)
+            .ok_or_else(|| invalid(&format!("`{name}` must be a list of strings"))),
+    }
 }
 
-/// Takes the event as a borrowed view: nothing of it is copied.
+/// Takes the event as a lazy view: it reads only what it asks for.
 pub fn scope_policy(event: &EventView<'_>) -> Result<Decision, HookError> {
-    let config: Config<'_> = if event.config.is_null() {
-        Config::default()
-    } else {
-        event.config_as()?
-    };
+    let config = event.config();
+    if !config.is_null() && !config.as_str().starts_with('{') {
+        return Err(invalid("expected an object"));
+    }
     let mut decision = Decision::new();
-    if let Some(cond) = &config.write_requires {
+    if let Some(cond) = config.get("write_requires").filter(|c| !c.is_null()) {
+        let key = cond
+            .get("metadata_key")
+            .and_then(|k| k.as_text())
+            .ok_or_else(|| invalid("`write_requires` needs a string `metadata_key`"))?;
+        let values = strings(cond.get("values"), "write_requires.values")?;
         let qualifies = event
-            .client
-            .metadata
-            .get(&cond.metadata_key)
-            .is_some_and(|v| cond.values.iter().any(|q| q == v));
+            .client()
+            .metadata_get(&key)
+            .is_some_and(|v| values.contains(&v));
         if !qualifies {
-            for scope in event
-                .token
-                .scopes
-                .iter()
-                .filter(|s| s.starts_with("write:"))
-            {
+            for scope in event.token().scopes().filter(|s| s.starts_with("write:")) {
                 log(
                     LogLevel::Info,
-                    &format!(
-                        "{} not in {:?}: removing {scope}",
-                        cond.metadata_key, cond.values
-                    ),
+                    &format!("{key} not in {values:?}: removing {scope}"),
                 );
-                decision.remove_scope(scope.as_ref());
+                decision.remove_scope(scope);
             }
         }
     }
-    for scope in &config.add_scopes {
-        if !event.api.scopes.contains(scope) {
-            log(
-                LogLevel::Warn,
-                &format!("the API does not define {scope}; not adding it"),
-            );
-        } else if !event.granted_scopes.contains(scope) {
-            log(
-                LogLevel::Info,
-                &format!("{scope} is not granted to this client; not adding it"),
-            );
-        } else if !event.token.scopes.contains(scope) {
-            log(LogLevel::Info, &format!("adding {scope}"));
-            decision.add_scope(scope.as_ref());
+    let add = strings(config.get("add_scopes"), "add_scopes")?;
+    if !add.is_empty() {
+        let api_scopes: Vec<_> = event.api().scopes().collect();
+        let granted: Vec<_> = event.granted_scopes().collect();
+        let token: Vec<_> = event.token().scopes().collect();
+        for scope in add {
+            if !api_scopes.contains(&scope) {
+                log(
+                    LogLevel::Warn,
+                    &format!("the API does not define {scope}; not adding it"),
+                );
+            } else if !granted.contains(&scope) {
+                log(
+                    LogLevel::Info,
+                    &format!("{scope} is not granted to this client; not adding it"),
+                );
+            } else if !token.contains(&scope) {
+                log(LogLevel::Info, &format!("adding {scope}"));
+                decision.add_scope(scope);
+            }
         }
     }
     Ok(decision)

@@ -4,46 +4,27 @@
 //! Config (all optional): `{"namespace": "https://example.com/"}`, the prefix
 //! of the claim names (default `https://example.com/`).
 
-use std::borrow::Cow;
-
-use serde::Deserialize;
 use tokenhook_sdk::prelude::*;
 
 const DEFAULT_NAMESPACE: &str = "https://example.com/";
 
-/// `{"namespace": "https://example.com/"}`; no config at all takes that default.
-#[derive(Debug, Default, Deserialize)]
-pub struct Config<'a> {
-    #[serde(default, borrow)]
-    pub namespace: Option<Cow<'a, str>>,
-}
-
-/// Takes the event as a borrowed view: nothing of it is copied.
+/// Takes the event as a lazy view: it reads only what it asks for.
 pub fn tenant_claims(event: &EventView<'_>) -> Result<Decision, HookError> {
-    let config: Config<'_> = if event.config.is_null() {
-        Config::default()
-    } else {
-        event.config_as()?
-    };
-    let namespace = config.namespace.as_deref().unwrap_or(DEFAULT_NAMESPACE);
+    let namespace = event.config().get("namespace").and_then(|n| n.as_text());
+    let namespace = namespace.as_deref().unwrap_or(DEFAULT_NAMESPACE);
     let mut decision = Decision::new();
-    let metadata = &event.client.metadata;
-    if let Some(tenant) = metadata.get("tenant") {
+    let client = event.client();
+    if let Some(tenant) = client.metadata_get("tenant") {
         // `concat` rather than `format!`: the formatting machinery costs fuel
         // on every call.
-        decision.set_claim([namespace, "tenant"].concat(), tenant);
+        decision.set_claim([namespace, "tenant"].concat(), &*tenant);
     }
-    if let Some(plan) = metadata.get("plan") {
-        decision.set_claim([namespace, "plan"].concat(), plan);
+    if let Some(plan) = client.metadata_get("plan") {
+        decision.set_claim([namespace, "plan"].concat(), &*plan);
         if plan == "free" {
-            for scope in event
-                .token
-                .scopes
-                .iter()
-                .filter(|s| s.starts_with("write:"))
-            {
-                log(LogLevel::Info, &["free plan: removing ", scope].concat());
-                decision.remove_scope(scope.as_ref());
+            for scope in event.token().scopes().filter(|s| s.starts_with("write:")) {
+                log(LogLevel::Info, &["free plan: removing ", &scope].concat());
+                decision.remove_scope(scope);
             }
         }
     }
