@@ -252,7 +252,10 @@ impl<'a> EventView<'a> {
             client: Client {
                 id: client.id.to_string(),
                 name: client.name.as_ref().map(|n| n.to_string()),
-                metadata: client.metadata().map(|(k, v)| (k.into_owned(), v.into_owned())).collect(),
+                metadata: client
+                    .metadata()
+                    .map(|(k, v)| (k.into_owned(), v.into_owned()))
+                    .collect(),
             },
             api: Api {
                 identifier: api.identifier.to_string(),
@@ -403,7 +406,10 @@ struct StringMap(Option<Range<usize>>);
 
 impl StringMap {
     fn get_in<'a>(&self, bytes: &'a [u8], want: &str) -> Option<Text<'a>> {
-        self.iter_in(bytes).filter(|(k, _)| k == want).last().map(|(_, v)| v)
+        self.iter_in(bytes)
+            .filter(|(k, _)| k == want)
+            .last()
+            .map(|(_, v)| v)
     }
 
     fn iter_in<'a>(&self, bytes: &'a [u8]) -> impl Iterator<Item = (Text<'a>, Text<'a>)> + use<'a> {
@@ -718,9 +724,15 @@ mod tests {
         assert_eq!(client.metadata_get("plan").as_deref(), Some("free"));
         assert_eq!(view.config().get("n").map(|n| n.as_str()), Some("7"));
         let clients = view.config().get("clients").and_then(|c| c.as_strings());
-        assert_eq!(clients.map(|c| c.collect::<Vec<_>>()), Some(vec![Cow::Borrowed("x")]));
+        assert_eq!(
+            clients.map(|c| c.collect::<Vec<_>>()),
+            Some(vec![Cow::Borrowed("x")])
+        );
         assert!(view.config().get("nested").unwrap().as_strings().is_none());
-        assert_eq!(view.token().scopes().collect::<Vec<_>>(), ["read:orders", "write:orders"]);
+        assert_eq!(
+            view.token().scopes().collect::<Vec<_>>(),
+            ["read:orders", "write:orders"]
+        );
         assert_eq!(view.secret("hmac").unwrap(), "s3cr\u{e9}t");
         assert!(view.secret("other").is_err());
         assert!(

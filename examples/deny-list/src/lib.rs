@@ -68,7 +68,9 @@ fn strings<'a>(config: &Json<'a>, name: &str) -> Result<Vec<Text<'a>>, HookError
     match config.get(name) {
         None => Ok(Vec::new()),
         Some(v) => v.as_strings().map(Iterator::collect).ok_or_else(|| {
-            HookError::new(format!("invalid hook config: `{name}` must be a list of strings"))
+            HookError::new(format!(
+                "invalid hook config: `{name}` must be a list of strings"
+            ))
         }),
     }
 }

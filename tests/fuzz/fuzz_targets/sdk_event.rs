@@ -22,6 +22,8 @@
 //!   it ⇒ `Mirror` reads the same `Event` or refuses a duplicate field.
 //! - serde_json's own serialization of an accepted event reads back the same
 //!   in both.
+//! - the lazy `EventView` reads the same event as the reader, or refuses
+//!   what it refuses; its config accessors do not panic on what it read.
 //! - the writer writes byte for byte what `serde_json::to_vec` writes, for
 //!   output built from the strings and values of the event the reader read,
 //!   for the input itself when it is a `HookOutput`, and for a hook error.
@@ -35,7 +37,7 @@ use std::collections::BTreeMap;
 use libfuzzer_sys::fuzz_target;
 use serde::Deserialize;
 use serde_json::{Map, Value};
-use tokenhook_sdk::Decision;
+use tokenhook_sdk::{Decision, EventView};
 use tokenhook_sdk::guest::run_json;
 use tokenhook_sdk::wire::{
     Api, Client, Command, DenyCode, Event, HookError, HookOutput, RequestContext, Secrets,
@@ -248,8 +250,30 @@ fn is_duplicate(e: &serde_json::Error) -> bool {
     e.to_string().starts_with("duplicate field")
 }
 
+/// The lazy view reads what the reader reads: the same event, or both refuse.
+/// Its config accessors never panic on what it accepted.
+fn check_view(data: &[u8], ours: &Result<Event, String>) {
+    let view = EventView::read(data);
+    match (&view, ours) {
+        (Ok(v), Ok(r)) => assert_eq!(&v.to_event(), r, "view and reader differ"),
+        (Err(_), Err(_)) => {}
+        (Ok(_), Err(why)) => panic!("the view read an event the reader refused ({why})"),
+        (Err(e), Ok(_)) => panic!("the view refused ({e}) an event the reader read"),
+    }
+    if let Ok(view) = &view {
+        let config = view.config();
+        for name in ["clients", "ips", "namespace", ""] {
+            if let Some(value) = config.get(name) {
+                let _ = value.as_text();
+                let _ = value.as_strings().map(Iterator::count);
+            }
+        }
+    }
+}
+
 fuzz_target!(|data: &[u8]| {
     let ours = read(data);
+    check_view(data, &ours);
     let serde = serde_json::from_slice::<Event>(data);
     let mirror = serde_json::from_slice::<Mirror>(data).map(Event::from);
 
