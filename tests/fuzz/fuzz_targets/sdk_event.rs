@@ -22,8 +22,9 @@
 //!   it ⇒ `Mirror` reads the same `Event` or refuses a duplicate field.
 //! - serde_json's own serialization of an accepted event reads back the same
 //!   in both.
-//! - the lazy `EventView` reads the same event as the reader, or refuses
-//!   what it refuses; its config accessors do not panic on what it read.
+//! - the lazy `EventView` reads the same event as the reader wherever the
+//!   reader reads one; elsewhere it may read something but never panics, nor
+//!   do its config accessors.
 //! - the writer writes byte for byte what `serde_json::to_vec` writes, for
 //!   output built from the strings and values of the event the reader read,
 //!   for the input itself when it is a `HookOutput`, and for a hook error.
@@ -256,9 +257,11 @@ fn check_view(data: &[u8], ours: &Result<Event, String>) {
     let view = EventView::read(data);
     match (&view, ours) {
         (Ok(v), Ok(r)) => assert_eq!(&v.to_event(), r, "view and reader differ"),
-        (Err(_), Err(_)) => {}
-        (Ok(_), Err(why)) => panic!("the view read an event the reader refused ({why})"),
         (Err(e), Ok(_)) => panic!("the view refused ({e}) an event the reader read"),
+        // The view trusts the host's schema: it may read what the reader
+        // refuses, but must not panic on it.
+        (Ok(v), Err(_)) => drop(v.to_event()),
+        (Err(_), Err(_)) => {}
     }
     if let Ok(view) = &view {
         let config = view.config();
