@@ -34,7 +34,7 @@ fn strings<'a>(value: Option<Json<'a>>, name: &str) -> Result<Vec<Text<'a>>, Hoo
 /// Takes the event as a lazy view: it reads only what it asks for.
 pub fn scope_policy(event: &EventView<'_>) -> Result<Decision, HookError> {
     let config = event.config();
-    if !config.is_null() && !config.as_str().starts_with('{') {
+    if !config.is_null() && !config.is_object() {
         return Err(invalid("expected an object"));
     }
     let mut decision = Decision::new();
@@ -60,21 +60,22 @@ pub fn scope_policy(event: &EventView<'_>) -> Result<Decision, HookError> {
     }
     let add = strings(config.get("add_scopes"), "add_scopes")?;
     if !add.is_empty() {
-        let api_scopes: Vec<_> = event.api().scopes().collect();
-        let granted: Vec<_> = event.granted_scopes().collect();
-        let token: Vec<_> = event.token().scopes().collect();
+        // Looked up per scope to add (usually one or two): scanning the
+        // event's short lists again costs less than collecting them.
+        let api = event.api();
+        let token = event.token();
         for scope in add {
-            if !api_scopes.contains(&scope) {
+            if !api.scopes().any(|s| s == scope) {
                 log(
                     LogLevel::Warn,
                     &format!("the API does not define {scope}; not adding it"),
                 );
-            } else if !granted.contains(&scope) {
+            } else if !event.granted_scopes().any(|s| s == scope) {
                 log(
                     LogLevel::Info,
                     &format!("{scope} is not granted to this client; not adding it"),
                 );
-            } else if !token.contains(&scope) {
+            } else if !token.scopes().any(|s| s == scope) {
                 log(LogLevel::Info, &format!("adding {scope}"));
                 decision.add_scope(scope);
             }
