@@ -2,6 +2,10 @@
 //! Everything here is called by code that [`export_hook!`](crate::export_hook)
 //! generates; hook authors never call it directly.
 
+use std::any::Any;
+use std::sync::OnceLock;
+
+use crate::view::Json;
 use crate::wire::{Event, HookError, HookOutput, LogLevel};
 use crate::{Decision, EventView};
 
@@ -52,6 +56,84 @@ pub fn run_json_view(
         discard(event);
         result
     }))
+}
+
+/// What `tokenhook_init` prepared from the config. Set once per module
+/// image: the host keeps the memory the init call wrote and starts every
+/// call from it, so every call finds it set.
+static PREPARED: OnceLock<Box<dyn Any + Send + Sync>> = OnceLock::new();
+
+/// `tokenhook_init`: build the hook's prepared config with `prepare` and keep
+/// it for every call (see [`crate::wire::INIT_EXPORT`]).
+///
+/// # Safety
+/// As for [`run`], with the config JSON as the input.
+pub unsafe fn init<T: Any + Send + Sync>(
+    ptr: *const u8,
+    len: usize,
+    prepare: impl FnOnce(Json<'_>) -> Result<T, HookError>,
+) -> u64 {
+    // SAFETY: guaranteed by the caller.
+    unsafe {
+        exchange(ptr, len, |input| {
+            let prepared = prepare(Json::new(input)).and_then(|config| {
+                PREPARED
+                    .set(Box::new(config))
+                    .map(|()| Decision::new())
+                    .map_err(|_| HookError::new("the config was prepared twice"))
+            });
+            respond(Ok(prepared))
+        })
+    }
+}
+
+/// The config `tokenhook_init` prepared, as the type `prepare` returns.
+fn prepared<T: Any>() -> Result<&'static T, HookError> {
+    PREPARED
+        .get()
+        .and_then(|config| config.downcast_ref::<T>())
+        .ok_or_else(|| {
+            HookError::new("the host did not prepare this hook's config (tokenhook_init)")
+        })
+}
+
+/// [`run`] for a hook that also takes the config `tokenhook_init` prepared;
+/// `_prepare` ties its type to the hook's at compile time.
+///
+/// # Safety
+/// As for [`run`].
+pub unsafe fn run_prepared<T: Any + Send + Sync>(
+    ptr: *const u8,
+    len: usize,
+    _prepare: impl FnOnce(Json<'_>) -> Result<T, HookError>,
+    hook: impl FnOnce(&Event, &T) -> Result<Decision, HookError>,
+) -> u64 {
+    // SAFETY: guaranteed by the caller.
+    unsafe {
+        exchange(ptr, len, |input| match prepared::<T>() {
+            Ok(config) => run_json(input, |event| hook(event, config)),
+            Err(err) => respond(Ok(Err(err))),
+        })
+    }
+}
+
+/// [`run_prepared`] for a hook that takes the event as an [`EventView`].
+///
+/// # Safety
+/// As for [`run`].
+pub unsafe fn run_view_prepared<T: Any + Send + Sync>(
+    ptr: *const u8,
+    len: usize,
+    _prepare: impl FnOnce(Json<'_>) -> Result<T, HookError>,
+    hook: impl FnOnce(&EventView<'_>, &T) -> Result<Decision, HookError>,
+) -> u64 {
+    // SAFETY: guaranteed by the caller.
+    unsafe {
+        exchange(ptr, len, |input| match prepared::<T>() {
+            Ok(config) => run_json_view(input, |event| hook(event, config)),
+            Err(err) => respond(Ok(Err(err))),
+        })
+    }
 }
 
 /// The output JSON for a hook's result, or for an event it could not read.
@@ -172,14 +254,46 @@ pub mod parts {
 /// ```ignore
 /// export_hook!(view: my_hook, reads = [client, token, config]);
 /// ```
+///
+/// A hook whose config takes work to read (lists to parse, ranges, rules)
+/// names a function that prepares it, `fn(Json) -> Result<T, HookError>`,
+/// with `config:`; the hook then takes `&T` after the event. The host calls
+/// it once, when the hook loads (a config it refuses stops the load, naming
+/// the hook), and every call starts from what it prepared: no config in the
+/// event, nothing parsed per call. Leave `config` out of `reads`.
+///
+/// ```ignore
+/// struct Rules { clients: Vec<String> }
+///
+/// fn rules(config: Json<'_>) -> Result<Rules, HookError> { /* ... */ }
+///
+/// fn my_hook(event: &EventView<'_>, rules: &Rules) -> Result<Decision, HookError> {
+///     Ok(Decision::new())
+/// }
+/// export_hook!(view: my_hook, config: rules, reads = [client]);
+/// ```
 #[macro_export]
 macro_rules! export_hook {
+    (view: $hook:path, config: $prepare:path, reads = [$($part:ident),+ $(,)?]) => {
+        $crate::export_hook!(@prepared run_view_prepared, $hook, $prepare);
+        $crate::export_hook!(@reads $($part),+);
+    };
+    (view: $hook:path, config: $prepare:path) => {
+        $crate::export_hook!(@prepared run_view_prepared, $hook, $prepare);
+    };
     (view: $hook:path, reads = [$($part:ident),+ $(,)?]) => {
         $crate::export_hook!(@exports run_view, $hook);
         $crate::export_hook!(@reads $($part),+);
     };
     (view: $hook:path) => {
         $crate::export_hook!(@exports run_view, $hook);
+    };
+    ($hook:path, config: $prepare:path, reads = [$($part:ident),+ $(,)?]) => {
+        $crate::export_hook!(@prepared run_prepared, $hook, $prepare);
+        $crate::export_hook!(@reads $($part),+);
+    };
+    ($hook:path, config: $prepare:path) => {
+        $crate::export_hook!(@prepared run_prepared, $hook, $prepare);
     };
     ($hook:path, reads = [$($part:ident),+ $(,)?]) => {
         $crate::export_hook!(@exports run, $hook);
@@ -200,6 +314,37 @@ macro_rules! export_hook {
         };
     };
     (@exports $runner:ident, $hook:path) => {
+        $crate::export_hook!(@contract);
+        #[cfg(target_arch = "wasm32")]
+        const _: () = {
+            #[unsafe(no_mangle)]
+            pub unsafe extern "C" fn tokenhook_run(ptr: i32, len: i32) -> i64 {
+                // SAFETY: the host calls this per contract v1, after tokenhook_alloc.
+                unsafe { $crate::guest::$runner(ptr as usize as *const u8, len as usize, $hook) as i64 }
+            }
+        };
+    };
+    (@prepared $runner:ident, $hook:path, $prepare:path) => {
+        $crate::export_hook!(@contract);
+        #[cfg(target_arch = "wasm32")]
+        const _: () = {
+            #[unsafe(no_mangle)]
+            pub unsafe extern "C" fn tokenhook_init(ptr: i32, len: i32) -> i64 {
+                // SAFETY: the host calls this per contract v1, after tokenhook_alloc.
+                unsafe { $crate::guest::init(ptr as usize as *const u8, len as usize, $prepare) as i64 }
+            }
+
+            #[unsafe(no_mangle)]
+            pub unsafe extern "C" fn tokenhook_run(ptr: i32, len: i32) -> i64 {
+                // SAFETY: the host calls this per contract v1, after tokenhook_alloc.
+                unsafe {
+                    $crate::guest::$runner(ptr as usize as *const u8, len as usize, $prepare, $hook)
+                        as i64
+                }
+            }
+        };
+    };
+    (@contract) => {
         #[cfg(target_arch = "wasm32")]
         const _: () = {
             #[unsafe(no_mangle)]
@@ -208,12 +353,6 @@ macro_rules! export_hook {
             #[unsafe(no_mangle)]
             pub extern "C" fn tokenhook_alloc(len: i32) -> i32 {
                 $crate::guest::alloc(len as usize) as i32
-            }
-
-            #[unsafe(no_mangle)]
-            pub unsafe extern "C" fn tokenhook_run(ptr: i32, len: i32) -> i64 {
-                // SAFETY: the host calls this per contract v1, after tokenhook_alloc.
-                unsafe { $crate::guest::$runner(ptr as usize as *const u8, len as usize, $hook) as i64 }
             }
         };
     };

@@ -62,6 +62,17 @@ pub fn run_view_through_json(
     serde_json::from_slice(&output).expect("hook output is valid JSON")
 }
 
+/// Prepare a config the way the host does for a hook exported with
+/// `config:` (its function called once on the config as JSON), for unit
+/// tests: `let rules = testing::prepare(&json!({...}), rules)?;`.
+pub fn prepare<T>(
+    config: &Value,
+    prepare: impl FnOnce(crate::view::Json<'_>) -> Result<T, HookError>,
+) -> Result<T, HookError> {
+    let text = serde_json::to_vec(config).expect("config serializes");
+    prepare(crate::view::Json::new(&text))
+}
+
 /// Builds an [`Event`] with sensible defaults: client `test-client`, API
 /// `https://api.example.com` with scopes `read:orders write:orders`, all granted.
 pub struct EventBuilder {

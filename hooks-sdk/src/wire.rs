@@ -22,6 +22,16 @@ pub const ABI_MARKER_PREFIX: &str = "tokenhook_abi_v";
 pub const ALLOC_EXPORT: &str = "tokenhook_alloc";
 /// `tokenhook_run(ptr: i32, len: i32) -> i64`: run the hook; returns `(out_ptr << 32) | out_len`.
 pub const RUN_EXPORT: &str = "tokenhook_run";
+/// Optional `tokenhook_init(ptr: i32, len: i32) -> i64`: called once when the
+/// hook is loaded, with the hook's config JSON written as for `tokenhook_run`;
+/// returns an output like `tokenhook_run`'s with no commands, or an error
+/// (the config is refused and the hook does not load). The host keeps what
+/// the call changed in linear memory and starts every call's fresh instance
+/// from it, so a hook parses its config once, not per call. Only memory is
+/// kept: prepared state must live there (statics, the heap), not in mutable
+/// globals or tables. A hook with it gets no `config` in its events unless
+/// it declares that it reads it.
+pub const INIT_EXPORT: &str = "tokenhook_init";
 /// The guest's linear memory export.
 pub const MEMORY_EXPORT: &str = "memory";
 /// The only import module the host provides.

@@ -30,7 +30,24 @@ pub trait HookRunner: Send + Sync {
     /// Run the hook on `event_json` (a contract-v1 event). A hook's fault is
     /// never a panic here: it is a [`HookFailure`] in the result.
     fn call(&self, event_json: &[u8]) -> HookCall;
+
+    /// Give the hook its config once, if it asks for that (contract v1's
+    /// optional `tokenhook_init`): what it prepared, for
+    /// [`HookRunner::call_prepared`]. `Ok(None)`: it reads its config from
+    /// each event instead. The default: it never asks.
+    fn prepare(&self, _config_json: &[u8]) -> Result<Option<Prepared>, HookFailure> {
+        Ok(None)
+    }
+
+    /// [`HookRunner::call`] for a hook whose config was prepared.
+    fn call_prepared(&self, _prepared: &Prepared, event_json: &[u8]) -> HookCall {
+        self.call(event_json)
+    }
 }
+
+/// A hook's config as the runner prepared it ([`HookRunner::prepare`]);
+/// opaque to the chain.
+pub struct Prepared(pub Box<dyn std::any::Any + Send + Sync>);
 
 /// What one hook call produced, whatever ran it: the hook's commands or a
 /// classified failure, its log lines, and what it used.
@@ -134,6 +151,9 @@ pub struct ChainHook {
     pub runner: Box<dyn HookRunner>,
     /// `config.config` serialized once at load (`null` if none).
     config_json: Vec<u8>,
+    /// What the hook prepared from `config_json` at load, if it prepares
+    /// its config once ([`HookRunner::prepare`]).
+    prepared: Option<Prepared>,
     /// The parts of the event this hook's module declares it reads.
     pub reads: EventParts,
     /// Its secrets, refreshed in the background (`secrets::hooks`).
@@ -147,25 +167,29 @@ pub struct ChainHook {
 impl ChainHook {
     /// A hook of the chain: its manifest config, whatever runs it, the
     /// event parts it reads, its secrets and its capture. [`load_chain`]
-    /// gives wasm modules; the pipeline's tests give scripted fakes.
+    /// gives wasm modules; the pipeline's tests give scripted fakes. A hook
+    /// that prepares its config once does so here; if it refuses the
+    /// config, so does this.
     pub fn new(
         config: HookConfig,
         runner: Box<dyn HookRunner>,
         reads: EventParts,
         secrets: HookSecrets,
         capture: Option<crate::capture::Capture>,
-    ) -> ChainHook {
+    ) -> Result<ChainHook, HookFailure> {
         let config_json = serde_json::to_vec(config.config.as_ref().unwrap_or(&Value::Null))
             .expect("config serializes");
-        ChainHook {
+        let prepared = runner.prepare(&config_json)?;
+        Ok(ChainHook {
             config,
             runner,
             config_json,
+            prepared,
             reads,
             secrets,
             capture,
             metrics: Default::default(),
-        }
+        })
     }
 
     pub fn name(&self) -> &str {
@@ -210,7 +234,18 @@ impl ChainHook {
         // The buffer holds this hook's secrets: it is dropped after the call,
         // so the next hook never sees them.
         let json = frame.event_json(self.reads, token, config_json, &secrets.values);
-        let mut call = self.runner.call(&json);
+        let mut call = match &self.prepared {
+            None => self.runner.call(&json),
+            Some(prepared) if config_json == self.config_json.as_slice() => {
+                self.runner.call_prepared(prepared, &json)
+            }
+            // Another config (`explain`): prepared for this call only.
+            Some(_) => match self.runner.prepare(config_json) {
+                Ok(Some(prepared)) => self.runner.call_prepared(&prepared, &json),
+                Ok(None) => self.runner.call(&json),
+                Err(failure) => not_prepared(failure),
+            },
+        };
         // Redacted with the values this call was given, before anything reads it.
         secrets.redactor.redact_call(&mut call);
         call
@@ -238,6 +273,16 @@ impl ChainHook {
     /// the values that call was given: do not redact them again.
     pub fn redact(&self, message: &str) -> String {
         self.secrets.latest().redactor.redact(message)
+    }
+}
+
+/// The call of a hook whose config (an `explain` override) it refused.
+fn not_prepared(failure: HookFailure) -> HookCall {
+    HookCall {
+        outcome: Err(failure),
+        logs: Vec::new(),
+        logs_dropped: 0,
+        usage: Usage::default(),
     }
 }
 
@@ -457,13 +502,9 @@ pub async fn load_chain(
             ),
             None => None,
         };
-        chain.push(ChainHook::new(
-            config.clone(),
-            Box::new(module),
-            reads,
-            secrets,
-            capture,
-        ));
+        let hook = ChainHook::new(config.clone(), Box::new(module), reads, secrets, capture)
+            .map_err(|f| err("config", format!("its config was refused: {f}")))?;
+        chain.push(hook);
     }
     Ok(chain)
 }

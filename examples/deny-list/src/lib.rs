@@ -9,12 +9,13 @@
 //! range, gets `access_denied`. A request without an IP is denied when IP
 //! rules are configured: the rules cannot be checked, and letting it through
 //! would make them optional (fail closed). With client rules only, no IP is
-//! needed. A config that cannot be read fails the hook (fail closed).
+//! needed. A config that cannot be read stops the hook from loading (fail
+//! closed): it is read once, at load (`config:` below).
 
 use std::net::IpAddr;
 
 use tokenhook_sdk::prelude::*;
-use tokenhook_sdk::view::{Json, Text};
+use tokenhook_sdk::view::Json;
 
 #[derive(Debug, PartialEq)]
 pub struct Net {
@@ -64,37 +65,58 @@ impl Net {
     }
 }
 
-fn strings<'a>(config: &Json<'a>, name: &str) -> Result<Vec<Text<'a>>, HookError> {
+fn strings(config: &Json<'_>, name: &str) -> Result<Vec<String>, HookError> {
     match config.get(name) {
         None => Ok(Vec::new()),
-        Some(v) => v.as_strings().map(Iterator::collect).ok_or_else(|| {
-            HookError::new(format!(
-                "invalid hook config: `{name}` must be a list of strings"
-            ))
-        }),
+        Some(v) => v
+            .as_strings()
+            .map(|list| list.map(|s| s.into_owned()).collect())
+            .ok_or_else(|| {
+                HookError::new(format!(
+                    "invalid hook config: `{name}` must be a list of strings"
+                ))
+            }),
     }
 }
 
-/// Takes the event as a lazy view: it reads only what it asks for.
-pub fn deny_list(event: &EventView<'_>) -> Result<Decision, HookError> {
-    let config = event.config();
+/// The deny list, prepared once from the config.
+#[derive(Debug)]
+pub struct Rules {
+    clients: Vec<String>,
+    nets: Vec<Net>,
+    description: String,
+}
+
+/// Reads the config when the hook loads: a list that cannot be read stops
+/// the load, so a broken deny list never runs (fail closed).
+pub fn rules(config: Json<'_>) -> Result<Rules, HookError> {
     if config.is_null() {
         return Err(HookError::new(
             "deny-list needs a config with `clients` and/or `ips`",
         ));
     }
-    let clients = strings(&config, "clients")?;
     let nets = strings(&config, "ips")?
         .iter()
         .map(|s| Net::parse(s))
         .collect::<Result<Vec<_>, _>>()?;
     let description = config.get("description").and_then(|d| d.as_text());
-    let description = description
-        .as_deref()
-        .unwrap_or("access from this client or network is blocked");
+    Ok(Rules {
+        clients: strings(&config, "clients")?,
+        nets,
+        description: description
+            .as_deref()
+            .unwrap_or("access from this client or network is blocked")
+            .to_string(),
+    })
+}
+
+/// Takes the event as a lazy view (it reads only what it asks for) and the
+/// rules prepared at load.
+pub fn deny_list(event: &EventView<'_>, rules: &Rules) -> Result<Decision, HookError> {
+    let description = rules.description.as_str();
     let client_id = event.client().id;
     let mut decision = Decision::new();
-    if clients.contains(&client_id) {
+    if rules.clients.iter().any(|c| *c == client_id) {
         log(
             LogLevel::Info,
             &format!("client {client_id} is on the deny list"),
@@ -102,7 +124,7 @@ pub fn deny_list(event: &EventView<'_>) -> Result<Decision, HookError> {
         decision.deny(description);
         return Ok(decision);
     }
-    if nets.is_empty() {
+    if rules.nets.is_empty() {
         return Ok(decision);
     }
     let Some(ip) = event.context().ip else {
@@ -116,7 +138,7 @@ pub fn deny_list(event: &EventView<'_>) -> Result<Decision, HookError> {
     let ip: IpAddr = ip
         .parse()
         .map_err(|_| HookError::new(format!("request IP `{ip}` is not an address")))?;
-    if let Some(net) = nets.iter().find(|n| n.contains(ip)) {
+    if let Some(net) = rules.nets.iter().find(|n| n.contains(ip)) {
         log(
             LogLevel::Info,
             &format!("source {ip} is inside {}/{}", net.addr, net.prefix),
@@ -126,7 +148,7 @@ pub fn deny_list(event: &EventView<'_>) -> Result<Decision, HookError> {
     Ok(decision)
 }
 
-export_hook!(view: deny_list, reads = [client, context, config]);
+export_hook!(view: deny_list, config: rules, reads = [client, context]);
 
 #[cfg(test)]
 mod tests {
@@ -134,7 +156,8 @@ mod tests {
     use tokenhook_sdk::testing::{self, EventBuilder};
 
     fn run(event: &Event) -> Result<Decision, HookError> {
-        testing::with_view(event, deny_list)
+        let rules = testing::prepare(&event.config, rules)?;
+        testing::with_view(event, |e| deny_list(e, &rules))
     }
 
     fn config() -> Value {

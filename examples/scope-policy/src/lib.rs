@@ -12,42 +12,68 @@
 //! granted it (the host refuses anything else): one the API does not define
 //! is skipped with a warning in the log, one not granted with an info line.
 //! No config at all changes nothing. Every removal and addition is logged.
+//! The config is read once, when the hook loads (`config:` below): a
+//! malformed one stops the load with the reason.
 
 use tokenhook_sdk::prelude::*;
-use tokenhook_sdk::view::{Json, Text};
+use tokenhook_sdk::view::{Json, Strings};
 
 fn invalid(what: &str) -> HookError {
     HookError::new(format!("invalid hook config: {what}"))
 }
 
-/// A list of strings of the config, or an error naming it.
-fn strings<'a>(value: Option<Json<'a>>, name: &str) -> Result<Vec<Text<'a>>, HookError> {
-    match value {
-        None => Ok(Vec::new()),
-        Some(v) => v
-            .as_strings()
-            .map(Iterator::collect)
-            .ok_or_else(|| invalid(&format!("`{name}` must be a list of strings"))),
-    }
+/// The policy, prepared once from the config.
+#[derive(Debug, Default)]
+pub struct Policy {
+    /// The metadata key and the values that keep write scopes.
+    write_requires: Option<(String, Vec<String>)>,
+    add_scopes: Vec<String>,
 }
 
-/// Takes the event as a lazy view: it reads only what it asks for.
-pub fn scope_policy(event: &EventView<'_>) -> Result<Decision, HookError> {
-    let config = event.config();
-    if !config.is_null() && !config.is_object() {
+/// A list of strings of the config (none if absent), or an error naming it.
+fn strings(value: Option<Json<'_>>, name: &str) -> Result<Vec<String>, HookError> {
+    let list = match value {
+        None => return Ok(Vec::new()),
+        Some(v) => v.as_strings(),
+    };
+    list.map(|l: Strings<'_>| l.map(|s| s.into_owned()).collect())
+        .ok_or_else(|| invalid(&format!("`{name}` must be a list of strings")))
+}
+
+/// Reads the config when the hook loads.
+pub fn policy(config: Json<'_>) -> Result<Policy, HookError> {
+    if config.is_null() {
+        return Ok(Policy::default());
+    }
+    if !config.is_object() {
         return Err(invalid("expected an object"));
     }
+    let write_requires = match config.get("write_requires").filter(|c| !c.is_null()) {
+        None => None,
+        Some(cond) => {
+            let key = cond
+                .get("metadata_key")
+                .and_then(|k| k.as_text())
+                .ok_or_else(|| invalid("`write_requires` needs a string `metadata_key`"))?;
+            let values = strings(cond.get("values"), "write_requires.values")?;
+            Some((key.into_owned(), values))
+        }
+    };
+    Ok(Policy {
+        write_requires,
+        add_scopes: strings(config.get("add_scopes"), "add_scopes")?,
+    })
+}
+
+/// Takes the event as a lazy view (it reads only what it asks for) and the
+/// policy prepared at load.
+pub fn scope_policy(event: &EventView<'_>, policy: &Policy) -> Result<Decision, HookError> {
     let mut decision = Decision::new();
-    if let Some(cond) = config.get("write_requires").filter(|c| !c.is_null()) {
-        let key = cond
-            .get("metadata_key")
-            .and_then(|k| k.as_text())
-            .ok_or_else(|| invalid("`write_requires` needs a string `metadata_key`"))?;
-        let values = strings(cond.get("values"), "write_requires.values")?;
+    if let Some((key, values)) = &policy.write_requires {
         let qualifies = event
             .client()
-            .metadata_get(&key)
-            .is_some_and(|v| values.contains(&v));
+            .metadata_get(key)
+            .is_some_and(|v| values.iter().any(|q| *q == v));
         if !qualifies {
             for scope in event.token().scopes().filter(|s| s.starts_with("write:")) {
                 log(
@@ -58,26 +84,25 @@ pub fn scope_policy(event: &EventView<'_>) -> Result<Decision, HookError> {
             }
         }
     }
-    let add = strings(config.get("add_scopes"), "add_scopes")?;
-    if !add.is_empty() {
+    if !policy.add_scopes.is_empty() {
         // Looked up per scope to add (usually one or two): scanning the
         // event's short lists again costs less than collecting them.
         let api = event.api();
         let token = event.token();
-        for scope in add {
-            if !api.scopes().any(|s| s == scope) {
+        for scope in &policy.add_scopes {
+            if !api.scopes().any(|s| s == **scope) {
                 log(
                     LogLevel::Warn,
                     &format!("the API does not define {scope}; not adding it"),
                 );
-            } else if !event.granted_scopes().any(|s| s == scope) {
+            } else if !event.granted_scopes().any(|s| s == **scope) {
                 log(
                     LogLevel::Info,
                     &format!("{scope} is not granted to this client; not adding it"),
                 );
-            } else if !token.scopes().any(|s| s == scope) {
+            } else if !token.scopes().any(|s| s == **scope) {
                 log(LogLevel::Info, &format!("adding {scope}"));
-                decision.add_scope(scope);
+                decision.add_scope(scope.as_str());
             }
         }
     }
@@ -86,7 +111,8 @@ pub fn scope_policy(event: &EventView<'_>) -> Result<Decision, HookError> {
 
 export_hook!(
     view: scope_policy,
-    reads = [client, api, granted_scopes, token, config]
+    config: policy,
+    reads = [client, api, granted_scopes, token]
 );
 
 #[cfg(test)]
@@ -95,7 +121,8 @@ mod tests {
     use tokenhook_sdk::testing::{self, EventBuilder};
 
     fn run(event: &Event) -> Result<Decision, HookError> {
-        testing::with_view(event, scope_policy)
+        let policy = testing::prepare(&event.config, policy)?;
+        testing::with_view(event, |e| scope_policy(e, &policy))
     }
 
     fn config() -> Value {
@@ -181,7 +208,8 @@ mod tests {
 
     #[test]
     fn round_trips_through_json() {
-        let out = testing::run_view_through_json(scope_policy, &event(None));
+        let policy = testing::prepare(&config(), policy).unwrap();
+        let out = testing::run_view_through_json(|e| scope_policy(e, &policy), &event(None));
         let tokenhook_sdk::HookOutput::Commands(cmds) = out else {
             panic!("{out:?}")
         };

@@ -161,7 +161,17 @@ fn run_hook(
             return Ok(ExitCode::FAILURE);
         }
     };
-    let call = module.call(&input);
+    // A hook that prepares its config once gets it now, as the issuer gives
+    // it at load.
+    let config_json = serde_json::to_vec(&event.config).expect("config serializes");
+    let prepared = match module.prepare(&config_json) {
+        Ok(prepared) => prepared,
+        Err(failure) => {
+            eprintln!("{}: config refused at load: {failure}", file.display());
+            return Ok(ExitCode::FAILURE);
+        }
+    };
+    let call = module.call_prepared(prepared.as_ref(), &input);
     let usage = call.usage;
     let mut report = format!(
         "fuel {} / {} · memory {} / {} · {} / {}",
@@ -174,8 +184,14 @@ fn run_hook(
     );
     match call.outcome {
         Ok(commands) => {
-            if let Some(warm) = warm_call_time(&module, &input) {
+            if let Some(warm) = warm_call_time(&module, prepared.as_ref(), &input) {
                 report.push_str(&format!(" · warm {}", show_duration(warm)));
+            }
+            if let Some(prepared) = &prepared {
+                report.push_str(&format!(
+                    " · config prepared at load ({} per call)",
+                    show_size(prepared.len() as u64)
+                ));
             }
             let out = json!({ "commands": commands, "logs": call.logs, "logs_dropped": call.logs_dropped });
             println!(
@@ -201,11 +217,15 @@ fn run_hook(
 /// its memory slot and cold caches, which a server pays once; this is the
 /// figure a hook costs per token request. Bounded: at most
 /// [`WARM_CALLS`] calls or [`WARM_BUDGET`] of wall time.
-fn warm_call_time(module: &crate::engine::HookModule, input: &[u8]) -> Option<std::time::Duration> {
+fn warm_call_time(
+    module: &crate::engine::HookModule,
+    prepared: Option<&crate::engine::PreparedConfig>,
+    input: &[u8],
+) -> Option<std::time::Duration> {
     let started = std::time::Instant::now();
     let mut times = Vec::with_capacity(WARM_CALLS);
     while times.len() < WARM_CALLS && started.elapsed() < WARM_BUDGET {
-        let call = module.call(input);
+        let call = module.call_prepared(prepared, input);
         call.outcome.ok()?;
         times.push(call.usage.wall_time);
     }

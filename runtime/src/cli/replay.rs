@@ -262,8 +262,20 @@ fn judge(
     event: &Event,
     record: &Record,
 ) -> (Verdict, RecordedUsage) {
-    // Through the chain's runner seam, as the issuer calls it.
-    let call = HookRunner::call(module, input);
+    // Through the chain's runner seam, as the issuer calls it: a hook that
+    // prepares its config once gets the recorded config first.
+    let config_json = serde_json::to_vec(&event.config).expect("config serializes");
+    let call = match HookRunner::prepare(module, &config_json) {
+        Ok(Some(prepared)) => HookRunner::call_prepared(module, &prepared, input),
+        Ok(None) => HookRunner::call(module, input),
+        Err(failure) => {
+            let verdict = Verdict::Failed {
+                kind: failure.kind.as_str().into(),
+                cause: format!("config refused at load: {}", failure.message),
+            };
+            return (verdict, RecordedUsage::default());
+        }
+    };
     let usage = RecordedUsage::from(call.usage);
     let verdict = match call.outcome {
         Err(failure) => Verdict::Failed {

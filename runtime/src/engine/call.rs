@@ -5,8 +5,10 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use serde::Serialize;
-use tokenhook_sdk::wire::{ALLOC_EXPORT, Command, HookOutput, LogLine, MEMORY_EXPORT, RUN_EXPORT};
-use wasmtime::{Engine, Extern, Instance, InstancePre, ModuleExport, Store};
+use tokenhook_sdk::wire::{
+    ALLOC_EXPORT, Command, HookOutput, INIT_EXPORT, LogLine, MEMORY_EXPORT, RUN_EXPORT,
+};
+use wasmtime::{Engine, Extern, Instance, InstancePre, ModuleExport, Store, TypedFunc};
 
 use super::failure::{FailureKind, HookFailure};
 use super::inspect::ModuleInfo;
@@ -34,6 +36,8 @@ pub(super) struct Exports {
     memory: Option<ModuleExport>,
     alloc: Option<ModuleExport>,
     run: Option<ModuleExport>,
+    /// Optional: the config prepared once ([`HookModule::prepare`]).
+    init: Option<ModuleExport>,
 }
 
 impl Exports {
@@ -42,6 +46,7 @@ impl Exports {
             memory: module.get_export_index(MEMORY_EXPORT),
             alloc: module.get_export_index(ALLOC_EXPORT),
             run: module.get_export_index(RUN_EXPORT),
+            init: module.get_export_index(INIT_EXPORT),
         }
     }
 }
@@ -60,6 +65,88 @@ fn as_micros<S: serde::Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error
     s.serialize_u64(d.as_micros() as u64)
 }
 
+/// What a hook's `tokenhook_init` made of its config: the bytes of linear
+/// memory the call changed, which every call's fresh instance starts from.
+/// Made by [`HookModule::prepare`] from this module and this config only,
+/// and never leaves the process.
+#[derive(Clone, Debug, Default)]
+pub struct PreparedConfig {
+    /// The memory's size after the init call, in bytes (it may have grown).
+    memory_size: usize,
+    /// Changed ranges: `(offset, length)` into memory, their bytes in `bytes`.
+    ranges: Vec<(usize, usize)>,
+    bytes: Vec<u8>,
+}
+
+impl PreparedConfig {
+    /// The diff of `after` against `before` (bytes past `before`'s end
+    /// against zero, as a grown memory starts). Ranges closer than a cache
+    /// line are merged: fewer, larger copies per call.
+    fn diff(before: &[u8], after: &[u8]) -> PreparedConfig {
+        const MERGE_GAP: usize = 64;
+        let mut prepared = PreparedConfig {
+            memory_size: after.len(),
+            ..Default::default()
+        };
+        let differs = |i: usize| after[i] != before.get(i).copied().unwrap_or(0);
+        let mut i = 0;
+        while i < after.len() {
+            if !differs(i) {
+                i += 1;
+                continue;
+            }
+            let start = i;
+            let mut end = i + 1;
+            let mut probe = end;
+            while probe < after.len() && probe - end < MERGE_GAP {
+                if differs(probe) {
+                    end = probe + 1;
+                }
+                probe += 1;
+            }
+            prepared.ranges.push((start, end - start));
+            prepared.bytes.extend_from_slice(&after[start..end]);
+            i = end;
+        }
+        prepared
+    }
+
+    /// How many bytes each call copies.
+    pub fn len(&self) -> usize {
+        self.bytes.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.bytes.is_empty()
+    }
+
+    /// Write the prepared bytes into a fresh instance's memory (growing it
+    /// first if the init call grew it).
+    fn restore(
+        &self,
+        memory: wasmtime::Memory,
+        store: &mut Store<CallState>,
+    ) -> Result<(), HookFailure> {
+        let size = memory.data_size(&*store);
+        if size < self.memory_size {
+            let pages = (self.memory_size - size).div_ceil(memory.page_size(&*store) as usize);
+            memory.grow(&mut *store, pages as u64).map_err(|e| {
+                HookFailure::new(
+                    FailureKind::MemoryLimit,
+                    format!("cannot grow memory to the prepared config's size: {e:#}"),
+                )
+            })?;
+        }
+        let data = memory.data_mut(&mut *store);
+        let mut from = 0;
+        for &(offset, len) in &self.ranges {
+            data[offset..offset + len].copy_from_slice(&self.bytes[from..from + len]);
+            from += len;
+        }
+        Ok(())
+    }
+}
+
 /// The result of one hook call: commands or a failure, plus logs and usage.
 #[derive(Debug)]
 pub struct HookCall {
@@ -73,10 +160,53 @@ pub struct HookCall {
 impl HookModule {
     /// Run the hook on one event (JSON) in a fresh instance.
     pub fn call(&self, event_json: &[u8]) -> HookCall {
+        self.call_prepared(None, event_json)
+    }
+
+    /// Whether the module prepares its config once (exports `tokenhook_init`).
+    pub fn prepares_config(&self) -> bool {
+        self.exports.init.is_some()
+    }
+
+    /// Give a module that exports `tokenhook_init` its config, once: a fresh
+    /// instance, under the hook's limits, is called with `config_json`, and
+    /// what the call changed in memory is kept for every call
+    /// ([`HookModule::call_prepared`]). `Ok(None)` for a module without it.
+    /// A config the hook refuses is a `HookError` failure with its message.
+    pub fn prepare(&self, config_json: &[u8]) -> Result<Option<PreparedConfig>, HookFailure> {
+        let Some(init) = self.exports.init else {
+            return Ok(None);
+        };
+        let _running = self.owner.clock.running();
+        let mut store = self.new_store();
+        let instance = self.instantiate(&mut store)?;
+        let (memory, alloc, _) = self.contract_exports(&instance, &mut store)?;
+        let init = instance
+            .get_module_export(&mut store, &init)
+            .and_then(Extern::into_func)
+            .ok_or_else(|| no_func(INIT_EXPORT))?
+            .typed::<(i32, i32), i64>(&store)
+            .map_err(|e| contract(&format!("{e:#}")))?;
+        let before = memory.data(&store).to_vec();
+        let commands = self.exchange(&mut store, memory, alloc, init, config_json)?;
+        if !commands.is_empty() {
+            return Err(contract(&format!(
+                "`{INIT_EXPORT}` returned {} commands; it may only prepare the config",
+                commands.len()
+            )));
+        }
+        let prepared = PreparedConfig::diff(&before, memory.data(&store));
+        release_pages(memory, &mut store);
+        Ok(Some(prepared))
+    }
+
+    /// [`HookModule::call`] starting from a prepared config (see
+    /// [`HookModule::prepare`]).
+    pub fn call_prepared(&self, prepared: Option<&PreparedConfig>, event_json: &[u8]) -> HookCall {
         let started = Instant::now();
         let _running = self.owner.clock.running();
         let mut store = self.new_store();
-        let outcome = self.run(&mut store, event_json);
+        let outcome = self.run(&mut store, prepared, event_json);
         let fuel_left = store.get_fuel().unwrap_or(0);
         let state = store.into_data();
         HookCall {
@@ -127,27 +257,32 @@ impl HookModule {
             .map_err(|e| self.classify(e, store))
     }
 
-    fn run(&self, store: &mut Store<CallState>, input: &[u8]) -> Result<Vec<Command>, HookFailure> {
-        if input.len() as u64 > self.limits.max_input {
-            return Err(HookFailure::new(
-                FailureKind::InputTooLarge,
-                format!(
-                    "event is {} bytes, the hook's input cap is {}",
-                    input.len(),
-                    self.limits.max_input
-                ),
-            ));
-        }
+    fn run(
+        &self,
+        store: &mut Store<CallState>,
+        prepared: Option<&PreparedConfig>,
+        input: &[u8],
+    ) -> Result<Vec<Command>, HookFailure> {
         let instance = self.instantiate(store)?;
-        let contract =
-            |what: &str| HookFailure::new(FailureKind::ContractMismatch, what.to_string());
+        let (memory, alloc, run) = self.contract_exports(&instance, store)?;
+        if let Some(prepared) = prepared {
+            prepared.restore(memory, store)?;
+        }
+        self.exchange(store, memory, alloc, run, input)
+    }
+
+    /// The memory, `tokenhook_alloc` and `tokenhook_run` of a fresh instance.
+    fn contract_exports(
+        &self,
+        instance: &Instance,
+        store: &mut Store<CallState>,
+    ) -> Result<(wasmtime::Memory, TypedFunc<i32, i32>, Entry), HookFailure> {
         let mut export = |at: Option<ModuleExport>| {
             at.and_then(|at| instance.get_module_export(&mut *store, &at))
         };
         let memory = export(self.exports.memory)
             .and_then(Extern::into_memory)
             .ok_or_else(|| contract("no memory export"))?;
-        let no_func = |name: &str| contract(&format!("failed to find function export `{name}`"));
         let alloc = export(self.exports.alloc)
             .and_then(Extern::into_func)
             .ok_or_else(|| no_func(ALLOC_EXPORT))?;
@@ -162,7 +297,30 @@ impl HookModule {
             .map_err(|e| contract(&format!("{e:#}")))?;
         // For `tokenhook.log`, which then needs no lookup either.
         store.data_mut().memory = Some(memory);
+        Ok((memory, alloc, run))
+    }
 
+    /// One exchange of contract v1: `input` written where `tokenhook_alloc`
+    /// says, `entry` (`tokenhook_run` or `tokenhook_init`) called on it, its
+    /// output read back and parsed.
+    fn exchange(
+        &self,
+        store: &mut Store<CallState>,
+        memory: wasmtime::Memory,
+        alloc: TypedFunc<i32, i32>,
+        entry: Entry,
+        input: &[u8],
+    ) -> Result<Vec<Command>, HookFailure> {
+        if input.len() as u64 > self.limits.max_input {
+            return Err(HookFailure::new(
+                FailureKind::InputTooLarge,
+                format!(
+                    "event is {} bytes, the hook's input cap is {}",
+                    input.len(),
+                    self.limits.max_input
+                ),
+            ));
+        }
         let len = input.len() as i32;
         let ptr = alloc
             .call(&mut *store, len)
@@ -173,7 +331,7 @@ impl HookModule {
                 format!("`{ALLOC_EXPORT}` returned {ptr:#x}, which does not fit {len} bytes in memory"),
             )
         })?;
-        let packed = run
+        let packed = entry
             .call(&mut *store, (ptr, len))
             .map_err(|e| self.classify(e, store))? as u64;
         let (out_ptr, out_len) = ((packed >> 32) as usize, (packed & 0xffff_ffff) as usize);
@@ -206,6 +364,40 @@ impl HookModule {
             )),
         }
     }
+}
+
+/// Give the init instance's pages back before its memory slot is reset.
+/// Reading its whole memory for the diff mapped every page of the slot, and
+/// the pool gives a module its last slot again: every later call in it
+/// would pay for each mapped page in the reset's page scan (measured: the
+/// `PAGEMAP_SCAN` `ioctl` +1.3 µs per call). Dropped, the pages read as the
+/// module's initial memory again (its image, or zeros), which is what the
+/// reset makes of them anyway.
+fn release_pages(memory: wasmtime::Memory, store: &mut Store<CallState>) {
+    #[cfg(target_os = "linux")]
+    {
+        let data = memory.data_mut(store);
+        // SAFETY: `data` is this store's linear memory, borrowed exclusively
+        // and not used again: the store is dropped next. MADV_DONTNEED on
+        // its private mappings only makes the pages read as their initial
+        // content, which the slot's reset restores in any case.
+        unsafe {
+            libc::madvise(data.as_mut_ptr().cast(), data.len(), libc::MADV_DONTNEED);
+        }
+    }
+    #[cfg(not(target_os = "linux"))]
+    let _ = (memory, store);
+}
+
+/// `tokenhook_run` or `tokenhook_init`: `(ptr, len) -> (out_ptr << 32) | out_len`.
+type Entry = TypedFunc<(i32, i32), i64>;
+
+fn contract(what: &str) -> HookFailure {
+    HookFailure::new(FailureKind::ContractMismatch, what.to_string())
+}
+
+fn no_func(name: &str) -> HookFailure {
+    contract(&format!("failed to find function export `{name}`"))
 }
 
 /// Ticks from now until the deadline; rounded up, plus one because the next

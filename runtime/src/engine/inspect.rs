@@ -5,8 +5,8 @@
 
 use serde::Serialize;
 use tokenhook_sdk::wire::{
-    ABI_MARKER_EXPORT, ABI_MARKER_PREFIX, ABI_VERSION, ALLOC_EXPORT, HOST_MODULE, LOG_IMPORT,
-    MEMORY_EXPORT, RUN_EXPORT,
+    ABI_MARKER_EXPORT, ABI_MARKER_PREFIX, ABI_VERSION, ALLOC_EXPORT, HOST_MODULE, INIT_EXPORT,
+    LOG_IMPORT, MEMORY_EXPORT, RUN_EXPORT,
 };
 use wasmparser::{ExternalKind, FuncType, Parser, Payload, TypeRef, ValType};
 
@@ -176,6 +176,22 @@ pub fn inspect(bytes: &[u8], sha256: String) -> Result<ModuleInfo, HookFailure> 
     Ok(info)
 }
 
+fn check_export(export: &Export, kind: &str, sig: Option<&str>) -> Result<(), HookFailure> {
+    if export.kind != kind || export.signature.as_deref() != sig {
+        return Err(HookFailure::new(
+            FailureKind::ContractMismatch,
+            format!(
+                "export `{}` is {} {}, expected {kind} {}",
+                export.name,
+                export.kind,
+                export.signature.as_deref().unwrap_or(""),
+                sig.unwrap_or("")
+            ),
+        ));
+    }
+    Ok(())
+}
+
 /// Check a module against contract v1 and the hook's limits. The first
 /// violation is returned, naming the import, export or declaration.
 pub fn check_contract(info: &ModuleInfo, limits: &Limits) -> Result<(), HookFailure> {
@@ -236,17 +252,11 @@ pub fn check_contract(info: &ModuleInfo, limits: &Limits) -> Result<(), HookFail
                 ),
             ));
         };
-        if export.kind != kind || export.signature.as_deref() != sig {
-            return Err(HookFailure::new(
-                FailureKind::ContractMismatch,
-                format!(
-                    "export `{name}` is {} {}, expected {kind} {}",
-                    export.kind,
-                    export.signature.as_deref().unwrap_or(""),
-                    sig.unwrap_or("")
-                ),
-            ));
-        }
+        check_export(export, kind, sig)?;
+    }
+    // Optional: the config prepared once at load.
+    if let Some(export) = info.exports.iter().find(|e| e.name == INIT_EXPORT) {
+        check_export(export, "func", Some("(i32, i32) -> (i64)"))?;
     }
     if info.memory_min_bytes > limits.memory {
         return Err(HookFailure::new(

@@ -33,7 +33,7 @@ use std::sync::{Arc, Mutex};
 
 use wasmtime::Engine;
 
-pub use call::{HookCall, HookModule, Usage};
+pub use call::{HookCall, HookModule, PreparedConfig, Usage};
 pub use clock::IDLE_TICKS;
 pub use failure::{FailureKind, HookFailure};
 pub use host::{MAX_LOG_LINE_BYTES, MAX_LOG_LINE_RAW_BYTES, MAX_LOG_LINES};

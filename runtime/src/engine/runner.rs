@@ -4,11 +4,21 @@
 
 use crate::hooks::{self, HookRunner};
 
-use super::{FailureKind, HookCall, HookFailure, HookModule, Usage};
+use super::{FailureKind, HookCall, HookFailure, HookModule, PreparedConfig, Usage};
 
 impl HookRunner for HookModule {
     fn call(&self, event_json: &[u8]) -> hooks::HookCall {
         HookModule::call(self, event_json).into()
+    }
+
+    fn prepare(&self, config_json: &[u8]) -> Result<Option<hooks::Prepared>, hooks::HookFailure> {
+        Ok(HookModule::prepare(self, config_json)?.map(|p| hooks::Prepared(Box::new(p))))
+    }
+
+    fn call_prepared(&self, prepared: &hooks::Prepared, event_json: &[u8]) -> hooks::HookCall {
+        // The chain gives back what `prepare` above made.
+        let prepared = prepared.0.downcast_ref::<PreparedConfig>();
+        HookModule::call_prepared(self, prepared, event_json).into()
     }
 }
 

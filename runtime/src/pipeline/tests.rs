@@ -219,6 +219,7 @@ async fn setup(hooks_toml: &str, scripts: Vec<Script>) -> Setup {
                 secrets,
                 None,
             )
+            .expect("a fake prepares nothing")
         })
         .collect();
     assert!(scripts.is_empty(), "a script without a hook");
