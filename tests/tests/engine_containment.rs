@@ -318,6 +318,8 @@ fn one_engine_serves_concurrent_calls_with_fresh_instances() {
             .load(&read(hook_wasm("tenant_claims")), None, Limits::default())
             .unwrap(),
     );
+    // tenant-claims prepares its config (the default) once.
+    let names = std::sync::Arc::new(good.prepare(b"null").unwrap());
     let bad = std::sync::Arc::new(
         engine
             .load(&read(hostile("infinite_loop")), None, Limits::default())
@@ -325,11 +327,12 @@ fn one_engine_serves_concurrent_calls_with_fresh_instances() {
     );
     let threads: Vec<_> = (0..4)
         .map(|i| {
-            let (good, bad) = (good.clone(), bad.clone());
+            let (good, bad, names) = (good.clone(), bad.clone(), names.clone());
             std::thread::spawn(move || {
                 for _ in 0..25 {
                     if i % 2 == 0 {
-                        let commands = good.call(&event()).outcome.unwrap();
+                        let call = good.call_prepared(names.as_ref().as_ref(), &event());
+                        let commands = call.outcome.unwrap();
                         assert_eq!(commands.len(), 1, "tenant claim only: {commands:?}");
                     } else {
                         assert_eq!(
@@ -359,6 +362,7 @@ fn no_state_survives_between_calls_on_a_reused_slot() {
     let other = engine
         .load(&read(hook_wasm("tenant_claims")), None, Limits::default())
         .unwrap();
+    let names = other.prepare(b"null").unwrap();
     for round in 0..20 {
         let call = snoop.call(&event());
         assert_eq!(
@@ -367,7 +371,7 @@ fn no_state_survives_between_calls_on_a_reused_slot() {
             "call {round} saw state from an earlier call"
         );
         if round % 5 == 4 {
-            assert!(other.call(&event()).outcome.is_ok());
+            assert!(other.call_prepared(names.as_ref(), &event()).outcome.is_ok());
         }
     }
 }
