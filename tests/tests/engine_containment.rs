@@ -371,7 +371,12 @@ fn no_state_survives_between_calls_on_a_reused_slot() {
             "call {round} saw state from an earlier call"
         );
         if round % 5 == 4 {
-            assert!(other.call_prepared(names.as_ref(), &event()).outcome.is_ok());
+            assert!(
+                other
+                    .call_prepared(names.as_ref(), &event())
+                    .outcome
+                    .is_ok()
+            );
         }
     }
 }

@@ -20,7 +20,11 @@ fn event() -> Vec<u8> {
 
 fn load(engine: &HookEngine, name: &str) -> tokenhook::engine::HookModule {
     engine
-        .load(&std::fs::read(hostile(name)).unwrap(), None, Limits::default())
+        .load(
+            &std::fs::read(hostile(name)).unwrap(),
+            None,
+            Limits::default(),
+        )
         .unwrap_or_else(|f| panic!("{name} should load: {f}"))
 }
 
@@ -111,7 +115,11 @@ fn init_runs_under_the_hooks_limits() {
         ..Limits::default()
     };
     let module = engine
-        .load(&std::fs::read(hostile("prepare_echo")).unwrap(), None, limits)
+        .load(
+            &std::fs::read(hostile("prepare_echo")).unwrap(),
+            None,
+            limits,
+        )
         .unwrap();
     let big = format!(r#"{{"commands":[],"pad":"{}"}}"#, "x".repeat(4000));
     let err = module.prepare(big.as_bytes()).unwrap_err();

@@ -120,7 +120,13 @@ fn the_zig_hook_does_what_the_rust_example_does() {
             event[key] = value.clone();
         }
         let input = serde_json::to_vec(&event).unwrap();
-        let (z, r) = (zig.call(&input), rust.call(&input));
+        // Each with its config as the issuer gives it: the Rust example
+        // prepares it once (tokenhook_init), the Zig hook reads the event's.
+        let config = serde_json::to_vec(&event["config"]).unwrap();
+        let call = |module: &tokenhook::engine::HookModule| {
+            module.call_prepared(module.prepare(&config).unwrap().as_ref(), &input)
+        };
+        let (z, r) = (call(&zig), call(&rust));
         let z_commands = z.outcome.expect("zig hook succeeds");
         assert_eq!(
             z_commands,
