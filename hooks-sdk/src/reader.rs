@@ -608,7 +608,7 @@ impl<'a> Reader<'a> {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use crate::testing::EventBuilder;
     use serde_json::json;
@@ -621,9 +621,10 @@ mod tests {
         ours
     }
 
-    #[test]
-    fn reads_what_serde_reads() {
-        let event = EventBuilder::new()
+    /// An event with something of every kind: escapes, non-ASCII and
+    /// control characters, numbers at the edges, nested claims, a secret.
+    pub(crate) fn sample_event() -> Event {
+        let mut event = EventBuilder::new()
             .client_id("c-1")
             .client_name("Client \"one\" \\ ü 🦀")
             .client_metadata("tenant", "acme\n\t\u{1}")
@@ -650,8 +651,13 @@ mod tests {
             .user_agent("curl/8")
             .config(json!({"namespace": "https://example.com/", "n": [0, -0.0, 12e-3]}))
             .build();
-        let mut event = event;
         event.secrets.0.insert("key".into(), "s3cr\u{0}t".into());
+        event
+    }
+
+    #[test]
+    fn reads_what_serde_reads() {
+        let event = sample_event();
         same(&serde_json::to_string(&event).unwrap());
         same(&serde_json::to_string_pretty(&event).unwrap());
     }
