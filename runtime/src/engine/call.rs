@@ -91,6 +91,12 @@ impl PreparedConfig {
         let differs = |i: usize| after[i] != before.get(i).copied().unwrap_or(0);
         let mut i = 0;
         while i < after.len() {
+            // Most of memory is unchanged: skip it a cache line at a time.
+            let line = i..i + MERGE_GAP;
+            if line.end <= before.len() && after[line.clone()] == before[line] {
+                i += MERGE_GAP;
+                continue;
+            }
             if !differs(i) {
                 i += 1;
                 continue;
@@ -188,16 +194,18 @@ impl HookModule {
             .typed::<(i32, i32), i64>(&store)
             .map_err(|e| contract(&format!("{e:#}")))?;
         let before = memory.data(&store).to_vec();
-        let commands = self.exchange(&mut store, memory, alloc, init, config_json)?;
-        if !commands.is_empty() {
-            return Err(contract(&format!(
-                "`{INIT_EXPORT}` returned {} commands; it may only prepare the config",
-                commands.len()
-            )));
-        }
-        let prepared = PreparedConfig::diff(&before, memory.data(&store));
+        let prepared = self
+            .exchange(&mut store, memory, alloc, init, config_json)
+            .and_then(|commands| match commands.len() {
+                0 => Ok(PreparedConfig::diff(&before, memory.data(&store))),
+                n => Err(contract(&format!(
+                    "`{INIT_EXPORT}` returned {n} commands; it may only prepare the config"
+                ))),
+            });
+        // Whatever the outcome: an `explain` run with a config the hook
+        // refuses must not leave the running server's slot any slower.
         release_pages(memory, &mut store);
-        Ok(Some(prepared))
+        prepared.map(Some)
     }
 
     /// [`HookModule::call`] starting from a prepared config (see
@@ -405,4 +413,46 @@ fn no_func(name: &str) -> HookFailure {
 fn deadline_ticks(timeout: Duration) -> u64 {
     let tick = EPOCH_TICK.as_nanos();
     (timeout.as_nanos().div_ceil(tick) as u64).max(1) + 1
+}
+
+#[cfg(test)]
+mod tests {
+    use super::PreparedConfig;
+
+    fn ranges(before: &[u8], after: &[u8]) -> Vec<(usize, usize)> {
+        let prepared = PreparedConfig::diff(before, after);
+        let copied: usize = prepared.ranges.iter().map(|(_, len)| len).sum();
+        assert_eq!(copied, prepared.len());
+        prepared.ranges
+    }
+
+    #[test]
+    fn the_diff_keeps_changed_bytes_merging_near_ones() {
+        let before = vec![0u8; 4096];
+        assert!(ranges(&before, &before).is_empty());
+        let mut after = before.clone();
+        after[3] = 1;
+        after[40] = 2;
+        after[1000] = 3;
+        after[4095] = 4;
+        assert_eq!(
+            ranges(&before, &after),
+            [(3, 38), (1000, 1), (4095, 1)],
+            "within a cache line: one copy"
+        );
+        let prepared = PreparedConfig::diff(&before, &after);
+        assert_eq!(prepared.bytes[0], 1);
+        assert_eq!(prepared.bytes[37], 2);
+    }
+
+    #[test]
+    fn grown_memory_is_compared_with_zeros() {
+        let before = vec![7u8; 128];
+        let mut after = before.clone();
+        after.extend_from_slice(&[0u8; 200]);
+        after[300] = 9;
+        let prepared = PreparedConfig::diff(&before, &after);
+        assert_eq!(prepared.ranges, [(300, 1)]);
+        assert_eq!(prepared.memory_size, 328);
+    }
 }
