@@ -21,7 +21,7 @@ use tokenhook_sdk::wire::{
 use crate::engine::{self, HookEngine};
 use crate::manifest::{HookConfig, Manifest, ManifestError, SecretRef};
 use crate::secrets::SecretStore;
-use crate::secrets::hooks::{self as hook_secrets, HookSecrets};
+use crate::secrets::hooks::HookSecrets;
 
 /// Runs one hook on one event. The wasm engine implements it; so could any
 /// other sandbox, and so do the pipeline's tests. The chain holds runners as
@@ -59,6 +59,19 @@ pub struct HookCall {
     /// Log lines beyond what the runner keeps, dropped.
     pub logs_dropped: usize,
     pub usage: Usage,
+}
+
+impl HookCall {
+    /// A call that did not run: its secrets are unavailable, or it refused
+    /// the config an `explain` run gave it.
+    pub fn not_run(failure: HookFailure) -> HookCall {
+        HookCall {
+            outcome: Err(failure),
+            logs: Vec::new(),
+            logs_dropped: 0,
+            usage: Usage::default(),
+        }
+    }
 }
 
 /// Resources one call used, reported beside the hook's limits. All zero for
@@ -229,7 +242,7 @@ impl ChainHook {
     ) -> HookCall {
         let secrets = match self.secrets.current() {
             Ok(secrets) => secrets,
-            Err(failure) => return hook_secrets::not_run(failure),
+            Err(failure) => return HookCall::not_run(failure),
         };
         // The buffer holds this hook's secrets: it is dropped after the call,
         // so the next hook never sees them.
@@ -243,7 +256,7 @@ impl ChainHook {
             Some(_) => match self.runner.prepare(config_json) {
                 Ok(Some(prepared)) => self.runner.call_prepared(&prepared, &json),
                 Ok(None) => self.runner.call(&json),
-                Err(failure) => not_prepared(failure),
+                Err(failure) => HookCall::not_run(failure),
             },
         };
         // Redacted with the values this call was given, before anything reads it.
@@ -273,16 +286,6 @@ impl ChainHook {
     /// the values that call was given: do not redact them again.
     pub fn redact(&self, message: &str) -> String {
         self.secrets.latest().redactor.redact(message)
-    }
-}
-
-/// The call of a hook whose config (an `explain` override) it refused.
-fn not_prepared(failure: HookFailure) -> HookCall {
-    HookCall {
-        outcome: Err(failure),
-        logs: Vec::new(),
-        logs_dropped: 0,
-        usage: Usage::default(),
     }
 }
 

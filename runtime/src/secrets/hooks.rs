@@ -23,7 +23,7 @@ use tokenhook_sdk::wire::{Command, Secrets};
 
 use crate::cached::{Cached, Fetch, Messages};
 use crate::engine::MAX_LOG_LINE_BYTES;
-use crate::hooks::{FailureKind, HookCall, HookFailure, Usage};
+use crate::hooks::{FailureKind, HookCall, HookFailure};
 use crate::secrets::SecretStore;
 
 /// Default for `hook_secret_max_stale`: how long values may keep serving
@@ -126,16 +126,6 @@ impl HookSecrets {
             Source::Fixed(snapshot) => snapshot.clone(),
             Source::Cached(cache) => cache.last_value(),
         }
-    }
-}
-
-/// A hook call that did not run because its secrets are unavailable.
-pub fn not_run(failure: HookFailure) -> HookCall {
-    HookCall {
-        outcome: Err(failure),
-        logs: Vec::new(),
-        logs_dropped: 0,
-        usage: Usage::default(),
     }
 }
 
@@ -410,7 +400,7 @@ mod tests {
     #[test]
     fn a_call_is_redacted_throughout() {
         let r = redactor(&["hunter2"]);
-        let mut call = not_run(HookFailure::new(FailureKind::HookError, "bad hunter2"));
+        let mut call = HookCall::not_run(HookFailure::new(FailureKind::HookError, "bad hunter2"));
         call.logs.push(LogLine {
             level: LogLevel::Info,
             message: "key=hunter2".into(),
@@ -418,7 +408,7 @@ mod tests {
         r.redact_call(&mut call);
         assert_eq!(call.logs[0].message, "key=<redacted>");
         assert_eq!(call.outcome.unwrap_err().message, "bad <redacted>");
-        let mut call = not_run(HookFailure::new(FailureKind::HookError, ""));
+        let mut call = HookCall::not_run(HookFailure::new(FailureKind::HookError, ""));
         call.outcome = Ok(vec![Command::Deny(Deny {
             error: Default::default(),
             description: "no hunter2".into(),
