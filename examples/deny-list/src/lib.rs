@@ -14,9 +14,25 @@
 
 use std::net::IpAddr;
 
+use serde::Deserialize;
 use tokenhook_sdk::prelude::*;
 use tokenhook_sdk::view::Json;
 
+/// The config as written. Parsed with serde, strictly: a misspelt field
+/// (`ip` for `ips`) would otherwise leave a deny list silently empty. It
+/// runs once, at load, so its cost is not paid per request.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    #[serde(default)]
+    pub clients: Vec<String>,
+    #[serde(default)]
+    pub ips: Vec<String>,
+    #[serde(default)]
+    pub description: Option<String>,
+}
+
+/// An address or a CIDR range.
 #[derive(Debug, PartialEq)]
 pub struct Net {
     addr: IpAddr,
@@ -65,20 +81,6 @@ impl Net {
     }
 }
 
-fn strings(config: &Json<'_>, name: &str) -> Result<Vec<String>, HookError> {
-    match config.get(name) {
-        None => Ok(Vec::new()),
-        Some(v) => v
-            .as_strings()
-            .map(|list| list.map(|s| s.into_owned()).collect())
-            .ok_or_else(|| {
-                HookError::new(format!(
-                    "invalid hook config: `{name}` must be a list of strings"
-                ))
-            }),
-    }
-}
-
 /// The deny list, prepared once from the config.
 #[derive(Debug)]
 pub struct Rules {
@@ -95,18 +97,18 @@ pub fn rules(config: Json<'_>) -> Result<Rules, HookError> {
             "deny-list needs a config with `clients` and/or `ips`",
         ));
     }
-    let nets = strings(&config, "ips")?
+    let config: Config = config.parse()?;
+    let nets = config
+        .ips
         .iter()
         .map(|s| Net::parse(s))
         .collect::<Result<Vec<_>, _>>()?;
-    let description = config.get("description").and_then(|d| d.as_text());
     Ok(Rules {
-        clients: strings(&config, "clients")?,
+        clients: config.clients,
         nets,
-        description: description
-            .as_deref()
-            .unwrap_or("access from this client or network is blocked")
-            .to_string(),
+        description: config
+            .description
+            .unwrap_or_else(|| "access from this client or network is blocked".into()),
     })
 }
 
@@ -210,6 +212,13 @@ mod tests {
             .config(json!({"ips": ["10.0.0.0/33"]}))
             .build();
         assert!(run(&e).unwrap_err().message.contains("10.0.0.0/33"));
+        // A misspelt field must not leave the list silently empty.
+        let e = EventBuilder::new()
+            .config(json!({"ip": ["10.0.0.0/8"]}))
+            .build();
+        assert!(run(&e).unwrap_err().message.contains("unknown field `ip`"));
+        let e = EventBuilder::new().config(json!(["10.0.0.0/8"])).build();
+        assert!(run(&e).is_err());
     }
 
     #[test]

@@ -15,61 +15,47 @@
 //! The config is read once, when the hook loads (`config:` below): a
 //! malformed one stops the load with the reason.
 
+use serde::Deserialize;
 use tokenhook_sdk::prelude::*;
-use tokenhook_sdk::view::{Json, Strings};
+use tokenhook_sdk::view::Json;
 
-fn invalid(what: &str) -> HookError {
-    HookError::new(format!("invalid hook config: {what}"))
-}
-
-/// The policy, prepared once from the config.
-#[derive(Debug, Default)]
+/// The policy, prepared once from the config. Parsed with serde, strictly
+/// (a misspelt field is refused): it runs once, at load, so its cost is not
+/// paid per request.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct Policy {
-    /// The metadata key and the values that keep write scopes.
-    write_requires: Option<(String, Vec<String>)>,
-    add_scopes: Vec<String>,
+    #[serde(default)]
+    pub write_requires: Option<Condition>,
+    #[serde(default)]
+    pub add_scopes: Vec<String>,
 }
 
-/// A list of strings of the config (none if absent), or an error naming it.
-fn strings(value: Option<Json<'_>>, name: &str) -> Result<Vec<String>, HookError> {
-    let list = match value {
-        None => return Ok(Vec::new()),
-        Some(v) => v.as_strings(),
-    };
-    list.map(|l: Strings<'_>| l.map(|s| s.into_owned()).collect())
-        .ok_or_else(|| invalid(&format!("`{name}` must be a list of strings")))
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Condition {
+    pub metadata_key: String,
+    pub values: Vec<String>,
 }
 
-/// Reads the config when the hook loads.
+/// Reads the config when the hook loads (no config: a policy that changes
+/// nothing).
 pub fn policy(config: Json<'_>) -> Result<Policy, HookError> {
     if config.is_null() {
         return Ok(Policy::default());
     }
-    if !config.is_object() {
-        return Err(invalid("expected an object"));
-    }
-    let write_requires = match config.get("write_requires").filter(|c| !c.is_null()) {
-        None => None,
-        Some(cond) => {
-            let key = cond
-                .get("metadata_key")
-                .and_then(|k| k.as_text())
-                .ok_or_else(|| invalid("`write_requires` needs a string `metadata_key`"))?;
-            let values = strings(cond.get("values"), "write_requires.values")?;
-            Some((key.into_owned(), values))
-        }
-    };
-    Ok(Policy {
-        write_requires,
-        add_scopes: strings(config.get("add_scopes"), "add_scopes")?,
-    })
+    config.parse()
 }
 
 /// Takes the event as a lazy view (it reads only what it asks for) and the
 /// policy prepared at load.
 pub fn scope_policy(event: &EventView<'_>, policy: &Policy) -> Result<Decision, HookError> {
     let mut decision = Decision::new();
-    if let Some((key, values)) = &policy.write_requires {
+    if let Some(Condition {
+        metadata_key: key,
+        values,
+    }) = &policy.write_requires
+    {
         let qualifies = event
             .client()
             .metadata_get(key)
@@ -204,6 +190,10 @@ mod tests {
             .config(json!({"write_requires": "gold"}))
             .build();
         assert!(run(&e).unwrap_err().message.contains("invalid hook config"));
+        let e = EventBuilder::new()
+            .config(json!({"add_scope": ["read:status"]}))
+            .build();
+        assert!(run(&e).unwrap_err().message.contains("unknown field"));
     }
 
     #[test]
