@@ -159,12 +159,9 @@ pub struct Trace {
 }
 
 impl Trace {
-    /// The config JSON this run gives `hook`.
-    pub(crate) fn config_for<'a>(&'a self, hook: &'a ChainHook) -> &'a [u8] {
-        self.overrides
-            .get(hook.name())
-            .map(Vec::as_slice)
-            .unwrap_or_else(|| hook.config_json())
+    /// The config JSON this run gives `hook` in place of the manifest's, if any.
+    pub(crate) fn config_override(&self, hook: &ChainHook) -> Option<&[u8]> {
+        self.overrides.get(hook.name()).map(Vec::as_slice)
     }
 
     fn step(&self, hook: &ChainHook, result: StepResult, effect: Effect) -> HookStep {

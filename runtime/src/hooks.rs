@@ -230,30 +230,30 @@ impl ChainHook {
     /// Run the hook on the request's event with the token as it stands and
     /// this hook's config and secrets filled in.
     pub fn call(&self, frame: &EventFrame, token: &TokenState) -> HookCall {
-        self.call_with_config(frame, token, &self.config_json)
+        self.call_with_config(frame, token, None)
     }
 
-    /// [`ChainHook::call`] with another config (JSON text), for `explain`.
+    /// [`ChainHook::call`], with another config (JSON text) in place of the
+    /// manifest's if `config_override` is given (`explain`): a hook that
+    /// prepares its config has it prepared for this call only.
     pub fn call_with_config(
         &self,
         frame: &EventFrame,
         token: &TokenState,
-        config_json: &[u8],
+        config_override: Option<&[u8]>,
     ) -> HookCall {
         let secrets = match self.secrets.current() {
             Ok(secrets) => secrets,
             Err(failure) => return HookCall::not_run(failure),
         };
+        let config_json = config_override.unwrap_or(&self.config_json);
         // The buffer holds this hook's secrets: it is dropped after the call,
         // so the next hook never sees them.
         let json = frame.event_json(self.reads, token, config_json, &secrets.values);
-        let mut call = match &self.prepared {
-            None => self.runner.call(&json),
-            Some(prepared) if config_json == self.config_json.as_slice() => {
-                self.runner.call_prepared(prepared, &json)
-            }
-            // Another config (`explain`): prepared for this call only.
-            Some(_) => match self.runner.prepare(config_json) {
+        let mut call = match (&self.prepared, config_override) {
+            (None, _) => self.runner.call(&json),
+            (Some(prepared), None) => self.runner.call_prepared(prepared, &json),
+            (Some(_), Some(config)) => match self.runner.prepare(config) {
                 Ok(Some(prepared)) => self.runner.call_prepared(&prepared, &json),
                 Ok(None) => self.runner.call(&json),
                 Err(failure) => HookCall::not_run(failure),
@@ -269,15 +269,15 @@ impl ChainHook {
         &self.config_json
     }
 
-    /// The whole event as a capture records it: every part, this config,
-    /// and never the hook's secrets.
-    pub fn captured_event(
-        &self,
-        frame: &EventFrame,
-        token: &TokenState,
-        config_json: &[u8],
-    ) -> Vec<u8> {
-        frame.event_json(EventParts::ALL, token, config_json, &Secrets::default())
+    /// The whole event as a capture records it: every part, the manifest's
+    /// config, and never the hook's secrets.
+    pub fn captured_event(&self, frame: &EventFrame, token: &TokenState) -> Vec<u8> {
+        frame.event_json(
+            EventParts::ALL,
+            token,
+            &self.config_json,
+            &Secrets::default(),
+        )
     }
 
     /// Text about this hook (a policy violation naming its commands) with

@@ -434,11 +434,8 @@ impl Issuer {
         rules: &Rules<'_>,
         trace: Option<&mut Trace>,
     ) -> Result<(), OAuthError> {
-        let config_json = match &trace {
-            Some(trace) => trace.config_for(hook),
-            None => hook.config_json(),
-        };
-        let call = hook.call_with_config(frame, token, config_json);
+        let config_override = trace.as_ref().and_then(|trace| trace.config_override(hook));
+        let call = hook.call_with_config(frame, token, config_override);
         if call.logs_dropped > 0 {
             tracing::warn!(
                 request_id,
@@ -470,7 +467,7 @@ impl Issuer {
             && trace.is_none()
             && capture.sampled()
         {
-            let event = hook.captured_event(frame, token, config_json);
+            let event = hook.captured_event(frame, token);
             capture.send(event, verdict(&outcome), usage);
         }
         if let Some(trace) = trace {

@@ -155,3 +155,59 @@ async fn a_config_the_hook_refuses_stops_the_load_and_names_the_field() {
     assert_eq!(err.field, "hooks[0].config", "{err}");
     assert!(err.message.contains("clients"), "{err}");
 }
+
+/// `explain` with another config for a hook that prepares its config: that
+/// run prepares the override (and refuses one the hook refuses, naming it);
+/// the issuer's own preparation is untouched.
+#[tokio::test]
+async fn an_explain_override_is_prepared_for_that_run_only() {
+    use tokenhook::explain::ExplainRequest;
+    use tokenhook_sdk::wire::RequestContext;
+
+    let deny = hook(
+        "deny",
+        &built("deny_list"),
+        r#"config = { ips = ["192.0.2.0/24"] }"#,
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("tokenhook.toml");
+    std::fs::write(&path, Clients::new().manifest(&deny)).unwrap();
+    let issuer = Issuer::load(&path, &Services::local()).await.unwrap();
+    let explain = |config: Option<serde_json::Value>| {
+        let request = ExplainRequest {
+            client_id: "app".into(),
+            audience: "https://api.test".into(),
+            context: RequestContext {
+                ip: Some("203.0.113.5".into()),
+                ..RequestContext::default()
+            },
+            config_overrides: config
+                .map(|c| [("deny".into(), c)].into())
+                .unwrap_or_default(),
+            ..ExplainRequest::default()
+        };
+        let issuer = &issuer;
+        async move { serde_json::to_value(issuer.explain(&request).await.unwrap()).unwrap() }
+    };
+    let step = |e: &serde_json::Value| e["hooks"][0].clone();
+
+    let overridden = explain(Some(serde_json::json!({"ips": ["203.0.113.0/24"]}))).await;
+    assert_eq!(step(&overridden)["result"], "denied", "{overridden:#}");
+    assert_eq!(step(&overridden)["config_overridden"], true);
+
+    let manifests = explain(None).await;
+    assert_ne!(step(&manifests)["result"], "denied", "{manifests:#}");
+    assert!(manifests["refused"].is_null(), "{manifests:#}");
+
+    let refused = explain(Some(serde_json::json!({"ips": ["203.0.113.0/33"]}))).await;
+    let shown = refused.to_string();
+    assert_eq!(step(&refused)["result"], "failed", "{refused:#}");
+    assert!(
+        shown.contains("203.0.113.0/33"),
+        "names the cause: {refused:#}"
+    );
+
+    // And the issuer's own preparation still holds after both.
+    let again = explain(None).await;
+    assert!(again["refused"].is_null(), "{again:#}");
+}

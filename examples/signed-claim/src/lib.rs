@@ -10,7 +10,10 @@ use hmac::{Hmac, Mac};
 use serde::Deserialize;
 use sha2::Sha256;
 use tokenhook_sdk::prelude::*;
+use tokenhook_sdk::view::Json;
 
+/// Which secret and which claim, prepared once from the config when the hook
+/// loads (a misspelt field stops the load, naming the hook).
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Config {
@@ -18,6 +21,15 @@ pub struct Config {
     pub secret: String,
     #[serde(default = "default_claim")]
     pub claim: String,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            secret: default_secret(),
+            claim: default_claim(),
+        }
+    }
 }
 
 fn default_secret() -> String {
@@ -28,15 +40,14 @@ fn default_claim() -> String {
     "https://example.com/client_sig".into()
 }
 
-pub fn signed_claim(event: &Event) -> Result<Decision, HookError> {
-    let config: Config = if event.config.is_null() {
-        Config {
-            secret: default_secret(),
-            claim: default_claim(),
-        }
-    } else {
-        event.config_as()?
-    };
+pub fn config(config: Json<'_>) -> Result<Config, HookError> {
+    if config.is_null() {
+        return Ok(Config::default());
+    }
+    config.parse()
+}
+
+pub fn signed_claim(event: &Event, config: &Config) -> Result<Decision, HookError> {
     let key = event.secret(&config.secret)?;
     let mut mac = Hmac::<Sha256>::new_from_slice(key.as_bytes())
         .map_err(|_| HookError::new("unusable HMAC key"))?;
@@ -46,16 +57,24 @@ pub fn signed_claim(event: &Event) -> Result<Decision, HookError> {
     let tag = mac.finalize().into_bytes();
     let hex: String = tag.iter().map(|b| format!("{b:02x}")).collect();
     let mut decision = Decision::new();
-    decision.set_claim(config.claim, hex);
+    decision.set_claim(config.claim.clone(), hex);
     Ok(decision)
 }
 
-export_hook!(signed_claim, reads = [client, api, config, secrets]);
+// The owned `Event` (not the view): the secret is read through `Event::secret`,
+// and this is the example of a prepared config on that form.
+export_hook!(signed_claim, config: config, reads = [client, api, secrets]);
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use tokenhook_sdk::testing::EventBuilder;
+    use tokenhook_sdk::testing::{self, EventBuilder};
+
+    /// As the issuer runs it: the event's config prepared first.
+    fn run(event: &Event) -> Result<Decision, HookError> {
+        let config = testing::prepare(&event.config, config)?;
+        signed_claim(event, &config)
+    }
 
     #[test]
     fn matches_an_independently_computed_hmac() {
@@ -65,7 +84,7 @@ mod tests {
             .client_id("demo-client")
             .secret("signing_key", "k3y")
             .build();
-        let d = signed_claim(&e).unwrap();
+        let d = run(&e).unwrap();
         assert_eq!(
             d.claim("https://example.com/client_sig"),
             Some(&json!(expected))
@@ -75,7 +94,7 @@ mod tests {
     #[test]
     fn names_a_missing_secret_without_revealing_values() {
         let e = EventBuilder::new().secret("other", "hunter2").build();
-        let err = signed_claim(&e).unwrap_err();
+        let err = run(&e).unwrap_err();
         assert!(
             err.message.contains("signing_key") && !err.message.contains("hunter2"),
             "{err}"
@@ -88,11 +107,12 @@ mod tests {
             .secret("k2", "x")
             .config(json!({"secret": "k2", "claim": "https://example.com/sig2"}))
             .build();
-        assert!(
-            signed_claim(&e)
-                .unwrap()
-                .claim("https://example.com/sig2")
-                .is_some()
-        );
+        assert!(run(&e).unwrap().claim("https://example.com/sig2").is_some());
+    }
+
+    #[test]
+    fn a_misspelt_config_field_is_refused_when_prepared() {
+        let err = testing::prepare(&json!({"secrett": "k2"}), config).unwrap_err();
+        assert!(err.message.contains("secrett"), "{err}");
     }
 }

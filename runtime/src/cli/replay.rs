@@ -19,7 +19,7 @@ use tokenhook_sdk::wire::Event;
 
 use crate::capture::{Record, RecordedUsage, Verdict};
 use crate::engine::{EngineSettings, HookEngine, HookModule, Limits};
-use crate::hooks::HookRunner;
+use crate::hooks::{HookCall, HookFailure, HookRunner, Prepared};
 use crate::policy::{self, Applied, Rules};
 use crate::units::{show_count, show_duration, show_size};
 
@@ -125,12 +125,20 @@ pub fn run(args: ReplayArgs) -> ExitCode {
     }
 }
 
-/// A module, loaded once per distinct recorded limits.
+/// A module, loaded once per distinct recorded limits, its config prepared
+/// once per distinct recorded config (a capture's records nearly always
+/// share one).
 struct Modules {
     engine: HookEngine,
     bytes: Vec<u8>,
     path: PathBuf,
-    loaded: HashMap<String, HookModule>,
+    loaded: HashMap<String, Loaded>,
+}
+
+struct Loaded {
+    module: HookModule,
+    /// Per config (JSON text), what [`HookRunner::prepare`] made of it.
+    prepared: HashMap<Vec<u8>, Result<Option<Prepared>, HookFailure>>,
 }
 
 impl Modules {
@@ -145,16 +153,44 @@ impl Modules {
         })
     }
 
-    fn get(&mut self, limits: Limits) -> Result<&HookModule, String> {
+    /// Run the module on one recorded event, as the issuer would: through
+    /// the chain's runner seam, a hook that prepares its config once getting
+    /// the recorded config first.
+    fn judge(
+        &mut self,
+        limits: Limits,
+        input: &[u8],
+        event: &Event,
+        record: &Record,
+    ) -> Result<(Verdict, RecordedUsage), String> {
         let key = format!("{limits:?}");
         if !self.loaded.contains_key(&key) {
             let module = self
                 .engine
                 .load(&self.bytes, None, limits)
                 .map_err(|f| format!("{}: refused at load: {f}", self.path.display()))?;
-            self.loaded.insert(key.clone(), module);
+            let prepared = HashMap::new();
+            self.loaded.insert(key.clone(), Loaded { module, prepared });
         }
-        Ok(&self.loaded[&key])
+        let loaded = self.loaded.get_mut(&key).expect("inserted above");
+        let config_json = serde_json::to_vec(&event.config).expect("config serializes");
+        let module = &loaded.module;
+        let prepared = loaded
+            .prepared
+            .entry(config_json)
+            .or_insert_with_key(|config| HookRunner::prepare(module, config));
+        let call = match prepared {
+            Ok(Some(prepared)) => HookRunner::call_prepared(module, prepared, input),
+            Ok(None) => HookRunner::call(module, input),
+            Err(failure) => {
+                let verdict = Verdict::Failed {
+                    kind: failure.kind.as_str().into(),
+                    cause: format!("config refused at load: {}", failure.message),
+                };
+                return Ok((verdict, RecordedUsage::default()));
+            }
+        };
+        Ok(judge(call, event, record))
     }
 }
 
@@ -213,9 +249,9 @@ fn replay(args: &ReplayArgs) -> Result<ReplayReport, String> {
         };
         let input = serde_json::to_vec(&record.event).expect("events serialize");
         let limits: Limits = record.rules.limits.into();
-        let (new_verdict, new_usage) = judge(new.get(limits)?, &input, &event, &record);
+        let (new_verdict, new_usage) = new.judge(limits, &input, &event, &record)?;
         let (base_verdict, base_usage) = match &mut old {
-            Some(old) => judge(old.get(limits)?, &input, &event, &record),
+            Some(old) => old.judge(limits, &input, &event, &record)?,
             None => (record.outcome.clone(), record.usage),
         };
         report.events += 1;
@@ -255,27 +291,8 @@ fn replay(args: &ReplayArgs) -> Result<ReplayReport, String> {
     Ok(report)
 }
 
-/// Run `module` on one event and judge its output as the issuer would.
-fn judge(
-    module: &HookModule,
-    input: &[u8],
-    event: &Event,
-    record: &Record,
-) -> (Verdict, RecordedUsage) {
-    // Through the chain's runner seam, as the issuer calls it: a hook that
-    // prepares its config once gets the recorded config first.
-    let config_json = serde_json::to_vec(&event.config).expect("config serializes");
-    let call = match HookRunner::prepare(module, &config_json) {
-        Ok(Some(prepared)) => HookRunner::call_prepared(module, &prepared, input),
-        Ok(None) => HookRunner::call(module, input),
-        Err(failure) => {
-            let verdict = Verdict::Failed {
-                kind: failure.kind.as_str().into(),
-                cause: format!("config refused at load: {}", failure.message),
-            };
-            return (verdict, RecordedUsage::default());
-        }
-    };
+/// Judge one call's output as the issuer would.
+fn judge(call: HookCall, event: &Event, record: &Record) -> (Verdict, RecordedUsage) {
     let usage = RecordedUsage::from(call.usage);
     let verdict = match call.outcome {
         Err(failure) => Verdict::Failed {
