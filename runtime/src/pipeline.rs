@@ -490,11 +490,19 @@ impl Issuer {
                 Err((kind, cause)) => (&none, None, None, Some(*kind), Some(cause.as_str())),
             };
             tracing::info!(
-                request_id, hook = hook.name(), duration_us,
-                fuel_used = usage.fuel_used, memory_peak = usage.memory_peak,
-                scopes_added = %changes.scopes_added.join(" "), scopes_removed = %changes.scopes_removed.join(" "),
-                claims_set = %changes.claims_set.join(" "), claims_removed = %changes.claims_removed.join(" "),
-                would_deny, description, would_fail, cause,
+                request_id,
+                hook = hook.name(),
+                duration_us,
+                fuel_used = usage.fuel_used,
+                memory_peak = usage.memory_peak,
+                scopes_added = changes.scopes_added.join(" ").as_str(),
+                scopes_removed = changes.scopes_removed.join(" ").as_str(),
+                claims_set = changes.claims_set.join(" ").as_str(),
+                claims_removed = changes.claims_removed.join(" ").as_str(),
+                would_deny,
+                description,
+                would_fail,
+                cause,
                 "hook shadow"
             );
             return Ok(());
@@ -502,11 +510,16 @@ impl Issuer {
         let (kind, cause) = match outcome {
             Ok(Applied::Changed(changed, changes)) => {
                 tracing::info!(
-                    request_id, hook = hook.name(), duration_us,
-                    fuel_used = usage.fuel_used, memory_peak = usage.memory_peak,
+                    request_id,
+                    hook = hook.name(),
+                    duration_us,
+                    fuel_used = usage.fuel_used,
+                    memory_peak = usage.memory_peak,
                     // Space-separated, like OAuth's `scope`: plain strings that log queries can match.
-                    scopes_added = %changes.scopes_added.join(" "), scopes_removed = %changes.scopes_removed.join(" "),
-                    claims_set = %changes.claims_set.join(" "), claims_removed = %changes.claims_removed.join(" "),
+                    scopes_added = changes.scopes_added.join(" ").as_str(),
+                    scopes_removed = changes.scopes_removed.join(" ").as_str(),
+                    claims_set = changes.claims_set.join(" ").as_str(),
+                    claims_removed = changes.claims_removed.join(" ").as_str(),
                     "hook applied"
                 );
                 *token = changed;

@@ -8,7 +8,10 @@ use serde::Serialize;
 use tokenhook_sdk::wire::{
     ALLOC_EXPORT, Command, HookOutput, INIT_EXPORT, LogLine, MEMORY_EXPORT, RUN_EXPORT,
 };
-use wasmtime::{Engine, Extern, Instance, InstancePre, ModuleExport, Store, TypedFunc};
+use wasmtime::{
+    Engine, Extern, ExternType, Func, FuncType, Instance, InstancePre, ModuleExport, Store, ValRaw,
+    ValType,
+};
 
 use super::failure::{FailureKind, HookFailure};
 use super::inspect::ModuleInfo;
@@ -34,20 +37,98 @@ pub struct HookModule {
 #[derive(Clone, Copy)]
 pub(super) struct Exports {
     memory: Option<ModuleExport>,
-    alloc: Option<ModuleExport>,
-    run: Option<ModuleExport>,
+    alloc: Option<Entry>,
+    run: Option<Entry>,
     /// Optional: the config prepared once ([`HookModule::prepare`]).
-    init: Option<ModuleExport>,
+    init: Option<Entry>,
 }
 
 impl Exports {
     pub(super) fn of(module: &wasmtime::Module) -> Self {
         Exports {
             memory: module.get_export_index(MEMORY_EXPORT),
-            alloc: module.get_export_index(ALLOC_EXPORT),
-            run: module.get_export_index(RUN_EXPORT),
-            init: module.get_export_index(INIT_EXPORT),
+            alloc: Entry::of(module, ALLOC_EXPORT, &[ValType::I32], ValType::I32),
+            run: Entry::of(
+                module,
+                RUN_EXPORT,
+                &[ValType::I32, ValType::I32],
+                ValType::I64,
+            ),
+            init: Entry::of(
+                module,
+                INIT_EXPORT,
+                &[ValType::I32, ValType::I32],
+                ValType::I64,
+            ),
         }
+    }
+}
+
+/// A function export of the contract whose type was checked once, at load,
+/// against the compiled module's own type of it: calls then pass raw values
+/// without a per-call type check (which costs a type-registry lookup and its
+/// reference count, ≈ 0.3 µs per call).
+#[derive(Clone, Copy)]
+struct Entry {
+    at: ModuleExport,
+    params: usize,
+}
+
+impl Entry {
+    /// The export `name` if it is a function `(params) -> (result)`; `None`
+    /// otherwise (inspect refuses such a module before this is asked).
+    fn of(
+        module: &wasmtime::Module,
+        name: &str,
+        params: &[ValType],
+        result: ValType,
+    ) -> Option<Entry> {
+        let expected = FuncType::new(module.engine(), params.iter().cloned(), [result]);
+        match module.get_export(name)? {
+            ExternType::Func(ty) if FuncType::eq(&ty, &expected) => Some(Entry {
+                at: module.get_export_index(name)?,
+                params: params.len(),
+            }),
+            _ => None,
+        }
+    }
+
+    /// This entry in `instance` (an instance of the module it was checked on).
+    fn bind(&self, instance: &Instance, store: &mut Store<CallState>) -> Option<Bound> {
+        let func = instance
+            .get_module_export(store, &self.at)
+            .and_then(Extern::into_func)?;
+        Some(Bound {
+            func,
+            params: self.params,
+        })
+    }
+}
+
+/// An [`Entry`] of one instance, ready to call.
+#[derive(Clone, Copy)]
+struct Bound {
+    func: Func,
+    params: usize,
+}
+
+impl Bound {
+    /// Call it with `args` (as many i32s as its type has); its one result.
+    fn call(&self, store: &mut Store<CallState>, args: &[i32]) -> wasmtime::Result<ValRaw> {
+        assert_eq!(args.len(), self.params, "arguments of a contract export");
+        let mut slots = [ValRaw::i32(0); 2];
+        for (slot, arg) in slots.iter_mut().zip(args) {
+            *slot = ValRaw::i32(*arg);
+        }
+        // SAFETY: `func` is an export of an instance of the module whose own
+        // type for it was checked when its `Entry` was made: `params` i32
+        // arguments and one result, which `slots` has room for (the first
+        // slot holds the result on return). No GC values are involved.
+        unsafe {
+            self.func
+                .call_unchecked(&mut *store, &mut slots[..self.params.max(1)])?
+        };
+        Ok(slots[0])
     }
 }
 
@@ -187,12 +268,9 @@ impl HookModule {
         let mut store = self.new_store();
         let instance = self.instantiate(&mut store)?;
         let (memory, alloc, _) = self.contract_exports(&instance, &mut store)?;
-        let init = instance
-            .get_module_export(&mut store, &init)
-            .and_then(Extern::into_func)
-            .ok_or_else(|| no_func(INIT_EXPORT))?
-            .typed::<(i32, i32), i64>(&store)
-            .map_err(|e| contract(&format!("{e:#}")))?;
+        let init = init
+            .bind(&instance, &mut store)
+            .ok_or_else(|| no_func(INIT_EXPORT))?;
         let before = memory.data(&store).to_vec();
         let prepared = self
             .exchange(&mut store, memory, alloc, init, config_json)
@@ -284,25 +362,20 @@ impl HookModule {
         &self,
         instance: &Instance,
         store: &mut Store<CallState>,
-    ) -> Result<(wasmtime::Memory, TypedFunc<i32, i32>, Entry), HookFailure> {
-        let mut export = |at: Option<ModuleExport>| {
-            at.and_then(|at| instance.get_module_export(&mut *store, &at))
-        };
-        let memory = export(self.exports.memory)
+    ) -> Result<(wasmtime::Memory, Bound, Bound), HookFailure> {
+        let memory = self
+            .exports
+            .memory
+            .and_then(|at| instance.get_module_export(&mut *store, &at))
             .and_then(Extern::into_memory)
             .ok_or_else(|| contract("no memory export"))?;
-        let alloc = export(self.exports.alloc)
-            .and_then(Extern::into_func)
-            .ok_or_else(|| no_func(ALLOC_EXPORT))?;
-        let run = export(self.exports.run)
-            .and_then(Extern::into_func)
-            .ok_or_else(|| no_func(RUN_EXPORT))?;
-        let alloc = alloc
-            .typed::<i32, i32>(&*store)
-            .map_err(|e| contract(&format!("{e:#}")))?;
-        let run = run
-            .typed::<(i32, i32), i64>(&*store)
-            .map_err(|e| contract(&format!("{e:#}")))?;
+        let mut bind = |entry: Option<Entry>, name| {
+            entry
+                .and_then(|entry| entry.bind(instance, store))
+                .ok_or_else(|| no_func(name))
+        };
+        let alloc = bind(self.exports.alloc, ALLOC_EXPORT)?;
+        let run = bind(self.exports.run, RUN_EXPORT)?;
         // For `tokenhook.log`, which then needs no lookup either.
         store.data_mut().memory = Some(memory);
         Ok((memory, alloc, run))
@@ -315,8 +388,8 @@ impl HookModule {
         &self,
         store: &mut Store<CallState>,
         memory: wasmtime::Memory,
-        alloc: TypedFunc<i32, i32>,
-        entry: Entry,
+        alloc: Bound,
+        entry: Bound,
         input: &[u8],
     ) -> Result<Vec<Command>, HookFailure> {
         if input.len() as u64 > self.limits.max_input {
@@ -331,8 +404,9 @@ impl HookModule {
         }
         let len = input.len() as i32;
         let ptr = alloc
-            .call(&mut *store, len)
-            .map_err(|e| self.classify(e, store))?;
+            .call(store, &[len])
+            .map_err(|e| self.classify(e, store))?
+            .get_i32();
         memory.write(&mut *store, ptr as u32 as usize, input).map_err(|_| {
             HookFailure::new(
                 FailureKind::InvalidOutput,
@@ -340,8 +414,9 @@ impl HookModule {
             )
         })?;
         let packed = entry
-            .call(&mut *store, (ptr, len))
-            .map_err(|e| self.classify(e, store))? as u64;
+            .call(store, &[ptr, len])
+            .map_err(|e| self.classify(e, store))?
+            .get_i64() as u64;
         let (out_ptr, out_len) = ((packed >> 32) as usize, (packed & 0xffff_ffff) as usize);
         if out_len as u64 > self.limits.max_output {
             return Err(HookFailure::new(
@@ -397,9 +472,6 @@ fn release_pages(memory: wasmtime::Memory, store: &mut Store<CallState>) {
     let _ = (memory, store);
 }
 
-/// `tokenhook_run` or `tokenhook_init`: `(ptr, len) -> (out_ptr << 32) | out_len`.
-type Entry = TypedFunc<(i32, i32), i64>;
-
 fn contract(what: &str) -> HookFailure {
     HookFailure::new(FailureKind::ContractMismatch, what.to_string())
 }
@@ -417,7 +489,31 @@ fn deadline_ticks(timeout: Duration) -> u64 {
 
 #[cfg(test)]
 mod tests {
-    use super::PreparedConfig;
+    use super::{Exports, PreparedConfig};
+
+    /// Calls pass raw values on the strength of this check: an export of
+    /// another type is no entry at all.
+    #[test]
+    fn an_entry_is_only_a_function_of_the_contracts_type() {
+        let engine = wasmtime::Engine::default();
+        let module = wasmtime::Module::new(
+            &engine,
+            r#"(module
+                (memory (export "memory") 1)
+                (func (export "tokenhook_alloc") (param i32) (result i32) local.get 0)
+                (func (export "tokenhook_run") (param i32 i32) (result i32) i32.const 0)
+                (global (export "tokenhook_init") i32 (i32.const 0)))"#,
+        )
+        .unwrap();
+        let exports = Exports::of(&module);
+        assert!(exports.memory.is_some());
+        assert!(exports.alloc.is_some());
+        assert!(
+            exports.run.is_none(),
+            "(i32, i32) -> (i32) is not tokenhook_run"
+        );
+        assert!(exports.init.is_none(), "a global is not tokenhook_init");
+    }
 
     fn ranges(before: &[u8], after: &[u8]) -> Vec<(usize, usize)> {
         let prepared = PreparedConfig::diff(before, after);
