@@ -37,7 +37,9 @@ pub struct HookModule {
 #[derive(Clone, Copy)]
 pub(super) struct Exports {
     memory: Option<ModuleExport>,
+    /// `(len) -> ptr`: where the host writes the input.
     alloc: Option<Entry>,
+    /// `(ptr, len) -> (out_ptr << 32) | out_len`, as `init` is.
     run: Option<Entry>,
     /// Optional: the config prepared once ([`HookModule::prepare`]).
     init: Option<Entry>,
