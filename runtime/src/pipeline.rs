@@ -478,49 +478,44 @@ impl Issuer {
             // What it would have done, with the fields of "hook applied";
             // the token goes on as if the hook had not run.
             let none = policy::Changes::default();
-            let (changes, would_deny, description, would_fail, cause) = match &outcome {
-                Ok(Applied::Changed(_, changes)) => (changes, None, None, None, None),
+            let (changes, would) = match &outcome {
+                Ok(Applied::Changed(_, changes)) => (changes, Would::default()),
                 Ok(Applied::Denied(deny)) => (
                     &none,
-                    Some(deny.error.as_str()),
-                    Some(deny.description.as_str()),
-                    None,
-                    None,
+                    Would {
+                        deny: Some(deny.error.as_str()),
+                        description: Some(deny.description.as_str()),
+                        ..Would::default()
+                    },
                 ),
-                Err((kind, cause)) => (&none, None, None, Some(*kind), Some(cause.as_str())),
+                Err((kind, cause)) => (
+                    &none,
+                    Would {
+                        fail: Some(kind),
+                        cause: Some(cause.as_str()),
+                        ..Would::default()
+                    },
+                ),
             };
-            tracing::info!(
+            log_decision(
+                "hook shadow",
                 request_id,
-                hook = hook.name(),
-                duration_us,
-                fuel_used = usage.fuel_used,
-                memory_peak = usage.memory_peak,
-                scopes_added = changes.scopes_added.join(" ").as_str(),
-                scopes_removed = changes.scopes_removed.join(" ").as_str(),
-                claims_set = changes.claims_set.join(" ").as_str(),
-                claims_removed = changes.claims_removed.join(" ").as_str(),
-                would_deny,
-                description,
-                would_fail,
-                cause,
-                "hook shadow"
+                hook.name(),
+                &usage,
+                changes,
+                would,
             );
             return Ok(());
         }
         let (kind, cause) = match outcome {
             Ok(Applied::Changed(changed, changes)) => {
-                tracing::info!(
+                log_decision(
+                    "hook applied",
                     request_id,
-                    hook = hook.name(),
-                    duration_us,
-                    fuel_used = usage.fuel_used,
-                    memory_peak = usage.memory_peak,
-                    // Space-separated, like OAuth's `scope`: plain strings that log queries can match.
-                    scopes_added = changes.scopes_added.join(" ").as_str(),
-                    scopes_removed = changes.scopes_removed.join(" ").as_str(),
-                    claims_set = changes.claims_set.join(" ").as_str(),
-                    claims_removed = changes.claims_removed.join(" ").as_str(),
-                    "hook applied"
+                    hook.name(),
+                    &usage,
+                    &changes,
+                    Would::default(),
                 );
                 *token = changed;
                 return Ok(());
@@ -647,6 +642,44 @@ pub(crate) fn deny_error(deny: tokenhook_sdk::wire::Deny) -> OAuthError {
 }
 
 /// A failed hook under `on_error = "deny"`: the cause stays in the log.
+/// What a shadow hook would have done instead of changing the token.
+#[derive(Default)]
+struct Would<'a> {
+    deny: Option<&'a str>,
+    description: Option<&'a str>,
+    fail: Option<&'a str>,
+    cause: Option<&'a str>,
+}
+
+/// The line of a hook that decided: "hook applied", or "hook shadow" with
+/// what the shadow hook would have done (fields left out when `None`).
+fn log_decision(
+    message: &'static str,
+    request_id: &str,
+    hook: &str,
+    usage: &crate::hooks::Usage,
+    changes: &policy::Changes,
+    would: Would<'_>,
+) {
+    tracing::info!(
+        message,
+        request_id,
+        hook,
+        duration_us = usage.wall_time.as_micros() as u64,
+        fuel_used = usage.fuel_used,
+        memory_peak = usage.memory_peak,
+        // Space-separated, like OAuth's `scope`: plain strings that log queries can match.
+        scopes_added = changes.scopes_added.join(" ").as_str(),
+        scopes_removed = changes.scopes_removed.join(" ").as_str(),
+        claims_set = changes.claims_set.join(" ").as_str(),
+        claims_removed = changes.claims_removed.join(" ").as_str(),
+        would_deny = would.deny,
+        description = would.description,
+        would_fail = would.fail,
+        cause = would.cause,
+    );
+}
+
 fn hook_failed(request_id: &str) -> OAuthError {
     OAuthError::new(
         ErrorCode::ServerError,
