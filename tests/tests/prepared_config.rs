@@ -126,31 +126,38 @@ fn init_runs_under_the_hooks_limits() {
     assert_eq!(err.kind, FailureKind::OutOfFuel, "{err}");
 }
 
-async fn load_error(manifest: &str) -> (tempfile::TempDir, ManifestError) {
+/// `manifest` in a file of its own directory (`{dir}` replaced by it).
+fn manifest_file(manifest: &str) -> (tempfile::TempDir, std::path::PathBuf, String) {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("tokenhook.toml");
     let manifest = manifest.replace("{dir}", &dir.path().display().to_string());
     std::fs::write(&path, &manifest).unwrap();
+    (dir, path, manifest)
+}
+
+async fn load_error(manifest: &str) -> (tempfile::TempDir, ManifestError) {
+    let (dir, path, manifest) = manifest_file(manifest);
     match Issuer::load(&path, &Services::local()).await {
         Ok(_) => panic!("the manifest should be refused:\n{manifest}"),
         Err(err) => (dir, err),
     }
 }
 
+/// The example deny-list hook with this `config = …` line.
+fn deny_list(config: &str) -> String {
+    hook("deny", &built("deny_list"), config)
+}
+
 #[tokio::test]
 async fn a_config_the_hook_refuses_stops_the_load_and_names_the_field() {
-    let deny = hook(
-        "deny",
-        &built("deny_list"),
-        r#"config = { ips = ["10.0.0.0/33"] }"#,
-    );
+    let deny = deny_list(r#"config = { ips = ["10.0.0.0/33"] }"#);
     let (_dir, err) = load_error(&Clients::new().manifest(&deny)).await;
     let shown = err.to_string();
     assert_eq!(err.field, "hooks[0].config", "{shown}");
     assert!(shown.contains("hook `deny`"), "{shown}");
     assert!(shown.contains("10.0.0.0/33"), "names the cause: {shown}");
     // No config at all: the deny list cannot be empty by accident.
-    let bare = hook("deny", &built("deny_list"), "");
+    let bare = deny_list("");
     let (_dir, err) = load_error(&Clients::new().manifest(&bare)).await;
     assert_eq!(err.field, "hooks[0].config", "{err}");
     assert!(err.message.contains("clients"), "{err}");
@@ -164,14 +171,8 @@ async fn an_explain_override_is_prepared_for_that_run_only() {
     use tokenhook::explain::ExplainRequest;
     use tokenhook_sdk::wire::RequestContext;
 
-    let deny = hook(
-        "deny",
-        &built("deny_list"),
-        r#"config = { ips = ["192.0.2.0/24"] }"#,
-    );
-    let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("tokenhook.toml");
-    std::fs::write(&path, Clients::new().manifest(&deny)).unwrap();
+    let deny = deny_list(r#"config = { ips = ["192.0.2.0/24"] }"#);
+    let (_dir, path, _) = manifest_file(&Clients::new().manifest(&deny));
     let issuer = Issuer::load(&path, &Services::local()).await.unwrap();
     let explain = |config: Option<serde_json::Value>| {
         let request = ExplainRequest {
