@@ -264,11 +264,6 @@ impl ChainHook {
         call
     }
 
-    /// The manifest's config for this hook, serialized (`null` if none).
-    pub fn config_json(&self) -> &[u8] {
-        &self.config_json
-    }
-
     /// The whole event as a capture records it: every part, the manifest's
     /// config, and never the hook's secrets.
     pub fn captured_event(&self, frame: &EventFrame, token: &TokenState) -> Vec<u8> {

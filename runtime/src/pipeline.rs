@@ -641,7 +641,6 @@ pub(crate) fn deny_error(deny: tokenhook_sdk::wire::Deny) -> OAuthError {
     OAuthError::new(code, deny.description)
 }
 
-/// A failed hook under `on_error = "deny"`: the cause stays in the log.
 /// What a shadow hook would have done instead of changing the token.
 #[derive(Default)]
 struct Would<'a> {
@@ -680,6 +679,7 @@ fn log_decision(
     );
 }
 
+/// A failed hook under `on_error = "deny"`: the cause stays in the log.
 fn hook_failed(request_id: &str) -> OAuthError {
     OAuthError::new(
         ErrorCode::ServerError,
